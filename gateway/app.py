@@ -1,0 +1,58 @@
+"""The gateway's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.middlewares import auth_middleware, error_middleware
+from gateway.routes import setup_routes
+from shared import broker, db
+from shared.crypto import TokenCipher
+from shared.relay import OutboxRelay
+from shared.settings import Settings
+
+# the webhook document allows 10 MB bodies; everything else is far smaller
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    app[keys.SETTINGS] = settings
+    app[keys.CIPHER] = TokenCipher(settings.token_encryption_key)
+    app.cleanup_ctx.append(pg_context)
+    app.cleanup_ctx.append(relay_context)
+    setup_routes(app)
+    return app
+
+
+async def pg_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    await db.ensure_database(settings.database_url)
+    pool = await db.create_pool(settings.database_url)
+    app[keys.PG_POOL] = pool
+    yield
+    await pool.close()
+
+
+async def relay_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    relay = OutboxRelay(
+        app[keys.PG_POOL],
+        settings.amqp_url,
+        broker.Topology(settings.queue_prefix),
+        settings.outbox_interval_s,
+    )
+    app[keys.RELAY] = relay
+    await relay.try_connect()
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    yield
+    stop.set()
+    with suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=5)
+    await relay.close()

@@ -1,0 +1,15 @@
+"""Typed keys of the gateway's application state."""
+
+from __future__ import annotations
+
+import asyncpg
+from aiohttp import web
+
+from shared.crypto import TokenCipher
+from shared.relay import OutboxRelay
+from shared.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+RELAY = web.AppKey("relay", OutboxRelay)
+CIPHER = web.AppKey("cipher", TokenCipher)

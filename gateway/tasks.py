@@ -1,0 +1,103 @@
+"""Scoring task endpoints: create, status, result."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway import keys
+from gateway.bodies import parse_body, parse_query
+from shared import broker, errors
+from shared.db import outbox, tasks
+from shared.schemas import ScoreTask, TaskCreate
+
+
+class ResultQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+async def create_task(request: web.Request) -> web.Response:
+    body = await parse_body(request, TaskCreate)
+    settings = request.app[keys.SETTINGS]
+    token = body.token or (settings.metrika_token.get_secret_value() if settings.metrika_token else None)
+    if not token:
+        raise errors.BadRequest("token is required (in body or env)")
+    counter = body.counter or settings.metrika_counter
+    if not counter:
+        raise errors.BadRequest("counter is required (in body or env)")
+    task_id = uuid.uuid4()
+    token_enc = request.app[keys.CIPHER].encrypt(token)
+    pool = request.app[keys.PG_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await tasks.insert(conn, task_id, body.date, counter, token_enc)
+        outbox_id = await outbox.add(
+            conn, broker.SCORE_TASKS, ScoreTask(task_id=task_id).model_dump(mode="json")
+        )
+    await request.app[keys.RELAY].publish_now(outbox_id)
+    return web.json_response({"task_id": str(task_id)})
+
+
+async def task_status(request: web.Request) -> web.Response:
+    task = await _get_task(request)
+    return web.json_response(
+        {
+            "status": task["status"],
+            "progress": task["progress"],
+            "message": task["message"],
+            "started_at": _iso(task["started_at"]),
+            "finished_at": _iso(task["finished_at"]),
+            "error": task["error"],
+        }
+    )
+
+
+async def task_result(request: web.Request) -> web.Response:
+    task = await _get_task(request)
+    query = parse_query(request, ResultQuery)
+    if task["status"] == "failed":
+        raise errors.Conflict(f"Task failed: {task['error']}")
+    if task["status"] != "completed":
+        raise errors.Conflict("Task not finished")
+    pool = request.app[keys.PG_POOL]
+    total = await tasks.count_visits(pool, task["id"])
+    rows = await tasks.page_visits(pool, task["id"], query.limit, query.offset)
+    data = [
+        {
+            "visitId": row["visit_id"],
+            "clientId": row["client_id"],
+            "dateTime": row["date_time"].strftime("%Y-%m-%d %H:%M:%S"),
+            "visitDuration": row["visit_duration"],
+            "score": round(row["score"], 6),
+            "model_version": row["model_version"],
+        }
+        for row in rows
+    ]
+    pagination = {
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "has_more": query.offset + len(rows) < total,
+    }
+    return web.json_response({"data": data, "pagination": pagination})
+
+
+async def _get_task(request: web.Request) -> Any:
+    try:
+        task_id = uuid.UUID(request.match_info["task_id"])
+    except ValueError:
+        raise errors.NotFound("Task not found") from None
+    task = await tasks.get(request.app[keys.PG_POOL], task_id)
+    if task is None:
+        raise errors.NotFound("Task not found")
+    return task
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None

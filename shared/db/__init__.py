@@ -1,0 +1,53 @@
+"""Connection pool and schema; the queries live in one module per table beside this file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TypeAlias
+
+import asyncpg
+
+# query functions take either, so a caller can run several inside its own transaction
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
+# one lock id for "someone is applying the schema" so concurrent service starts do not race
+_SCHEMA_LOCK = 7_316_222_001
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+async def prepare_database(conn: asyncpg.Connection) -> None:
+    """Apply schema.sql (idempotent) under an advisory lock."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        await conn.execute(SCHEMA)
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database named in `dsn` if it does not exist (connects to `postgres` to do so)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        name = dsn.rsplit("/", 1)[1].split("?", 1)[0]
+        admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+        conn = await asyncpg.connect(dsn)
+    try:
+        await prepare_database(conn)
+    finally:
+        await conn.close()

@@ -1,0 +1,48 @@
+"""All settings of every service, read from the environment once, in each entrypoint."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+YANDEX_API_URL = "https://api-metrika.yandex.net"
+
+
+class Settings(BaseSettings):
+    """Flat settings; tests build `Settings(**overrides)` instead of patching the environment."""
+
+    model_config = SettingsConfigDict(extra="ignore")  # field `database_url` reads env DATABASE_URL
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/metrika_score"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    metrika_api_url: str = YANDEX_API_URL
+    port: int = 8000
+    host: str = "127.0.0.1"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # fallbacks for requests that do not carry their own token / counter
+    metrika_token: SecretStr | None = None
+    metrika_counter: int | None = None
+
+    # comma-separated keys accepted in `Authorization: Bearer <key>`; none configured = every call refused
+    api_keys: str = ""
+    # encrypts the Metrika OAuth tokens at rest; any string, stretched into a Fernet key
+    token_encryption_key: SecretStr = SecretStr("dev-only-change-me")
+
+    # broker: every queue and exchange name starts with this, so tests and stacks can share a broker
+    queue_prefix: str = "metrika"
+    prefetch_count: int = 2
+    shutdown_grace_s: float = 30.0
+    outbox_interval_s: float = 2.0
+
+    # scorer
+    models_dir: str = "models"
+    work_dir: str = "/tmp/metrika-score"
+    logs_poll_initial_s: float = 2.0
+    logs_poll_max_s: float = 60.0
+    logs_poll_timeout_s: float = 6 * 3600.0
+    http_retry_attempts: int = 6
+    http_retry_max_s: float = 60.0
+
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

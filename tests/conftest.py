@@ -1,0 +1,183 @@
+"""Real PostgreSQL and RabbitMQ on loopback (see scripts/services.sh); every test gets its own
+database (cloned from a template holding the schema) and its own broker names (a unique prefix)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app as create_gateway
+from sandbox.app import SandboxConfig
+from sandbox.app import create_app as create_sandbox
+from shared import broker, db
+from shared.settings import Settings
+
+PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+TEMPLATE = f"metrika_test_tmpl_{os.getpid()}"
+API_KEY = "test-api-key"
+
+
+async def _admin() -> asyncpg.Connection:
+    return await asyncpg.connect(f"{PG_ROOT}/postgres")
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Any:
+    async def create() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}"')
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(f"{PG_ROOT}/{TEMPLATE}")
+        try:
+            await db.prepare_database(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await _admin()
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield TEMPLATE
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(template_db: str) -> AsyncIterator[str]:
+    name = f"metrika_test_{uuid.uuid4().hex[:12]}"
+    conn = await _admin()
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    finally:
+        await conn.close()
+    yield f"{PG_ROOT}/{name}"
+    conn = await _admin()
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def queue_prefix() -> AsyncIterator[str]:
+    prefix = f"test.{uuid.uuid4().hex[:12]}"
+    yield prefix
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        topology = broker.Topology(prefix)
+        for key in broker.ROUTING_KEYS:
+            for name in (topology.queue(key), topology.dead_queue(key)):
+                channel = await connection.channel()
+                try:
+                    await channel.queue_delete(name)
+                except Exception:
+                    pass
+        for name in (topology.exchange, topology.dead_exchange):
+            channel = await connection.channel()
+            try:
+                await channel.exchange_delete(name)
+            except Exception:
+                pass
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[TestServer]:
+    """The Metrika API sandbox on a free loopback port; small days so tests stay fast."""
+    app = create_sandbox(SandboxConfig(processing_seconds=0.2, visits_per_day=400))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path: Any) -> Settings:
+    return Settings(
+        database_url=database_url,
+        amqp_url=AMQP_URL,
+        metrika_api_url=str(sandbox.make_url("")).rstrip("/"),
+        api_keys=API_KEY,
+        token_encryption_key="test-encryption-key",
+        queue_prefix=queue_prefix,
+        outbox_interval_s=0.2,
+        work_dir=str(tmp_path / "work"),
+        logs_poll_initial_s=0.05,
+        logs_poll_max_s=0.2,
+        http_retry_attempts=4,
+        http_retry_max_s=0.2,
+        prefetch_count=2,
+        shutdown_grace_s=5,
+    )
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(settings.database_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The gateway app on a real port, with the API key sent by default."""
+    app = create_gateway(settings)
+    client: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    client.session.headers["Authorization"] = f"Bearer {API_KEY}"
+    yield client
+    await client.close()
+
+
+ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+@pytest.fixture
+async def run_service() -> AsyncIterator[Callable[[ServiceMain, Settings], asyncio.Event]]:
+    """Start a consumer service's `main(settings, stop)` as a task; stopped (gracefully) at teardown."""
+    started: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    def start(main: ServiceMain, settings: Settings) -> asyncio.Event:
+        stop = asyncio.Event()
+        started.append((stop, asyncio.create_task(main(settings, stop))))
+        return stop
+
+    yield start
+    for stop, task in started:
+        stop.set()
+    for _, task in started:
+        await asyncio.wait_for(task, timeout=30)
+
+
+def override(settings: Settings, **changes: Any) -> Settings:
+    """A validated copy of `settings` with some fields changed."""
+    return Settings(**{**settings.model_dump(), **changes})
+
+
+async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1) -> Any:
+    """Poll an async predicate until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        await asyncio.sleep(interval)
+
