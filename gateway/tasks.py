@@ -54,6 +54,8 @@ async def task_status(request: web.Request) -> web.Response:
             "started_at": _iso(task["started_at"]),
             "finished_at": _iso(task["finished_at"]),
             "error": task["error"],
+            "total_visits": task["total_visits"],
+            "model_version": task["model_version"],
         }
     )
 

@@ -48,14 +48,15 @@ async def download_day(
     """Pull visits and hits for `day` into `dest` (visits*.tsv, hits*.tsv), both sources side by side."""
     client = LogsApiClient(
         session,
-        api.base_url,
         token,
         counter,
-        poll_initial_s=api.poll_initial_s,
-        poll_max_s=api.poll_max_s,
-        poll_timeout_s=api.poll_timeout_s,
-        retry_attempts=api.retry_attempts,
-        retry_max_s=api.retry_max_s,
+        base_url=api.base_url,
+        max_attempts=api.retry_attempts,
+        backoff_initial=min(1.0, api.retry_max_s),
+        backoff_max=api.retry_max_s,
+        poll_initial=api.poll_initial_s,
+        poll_max=api.poll_max_s,
+        prepare_timeout=api.poll_timeout_s,
     )
 
     async def one(source: str, fields: tuple[str, ...]) -> None:

@@ -1,0 +1,74 @@
+"""A log of the API requests the sandbox received (method, path, query, status; never the token)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from sandbox.faults import CONTROL_PREFIX
+
+__all__ = ["RequestLog", "RequestRecord", "request_log_middleware"]
+
+_SECRET_PARAMS = frozenset({"oauth_token", "token"})
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+    time: float
+
+
+class RequestLog:
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.records: list[RequestRecord] = []
+
+    def append(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        if len(self.records) > self.limit:
+            del self.records[: len(self.records) - self.limit]
+
+    def find(self, method: str | None = None, path: str | None = None) -> list[RequestRecord]:
+        """Records with this method and a path ending with ``path``."""
+        return [
+            r
+            for r in self.records
+            if (method is None or r.method == method) and (path is None or r.path.endswith(path))
+        ]
+
+    def clear(self) -> None:
+        self.records.clear()
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.records]
+
+
+def request_log_middleware(request_log: RequestLog) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # client went away
+            raise
+        finally:
+            query = {k: v for k, v in request.query.items() if k.lower() not in _SECRET_PARAMS}
+            request_log.append(RequestRecord(request.method, request.path, query, status, time.time()))
+
+    return middleware

@@ -1,0 +1,158 @@
+"""`make demo`: sandbox + gateway + scorer on loopback, one task for a past day, a summary, then stop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+
+from shared import broker
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "demo-key"
+COUNTER = 123456
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Stack:
+    """The services as child processes, each with its log under .run/demo/."""
+
+    def __init__(self) -> None:
+        self.sandbox_port = free_port()
+        self.gateway_port = free_port()
+        self.prefix = f"demo.{uuid.uuid4().hex[:8]}"
+        self.logs = ROOT / ".run" / "demo"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ,
+            "API_KEYS": API_KEY,
+            "PORT": str(self.gateway_port),
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.gateway_port}",
+            "METRIKA_API_URL": f"http://127.0.0.1:{self.sandbox_port}",
+            "QUEUE_PREFIX": self.prefix,
+            "WORK_DIR": str(self.logs / "work"),
+            "LOGS_POLL_INITIAL_S": "0.5",
+        }
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str) -> None:
+        log = open(self.logs / f"{args[0]}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs.append(
+            subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    async def drop_queues(self) -> None:
+        topology = broker.Topology(self.prefix)
+        connection = await aio_pika.connect(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+        async with connection:
+            channel = await connection.channel()
+            for key in broker.ROUTING_KEYS:
+                await channel.queue_delete(topology.queue(key))
+                await channel.queue_delete(topology.dead_queue(key))
+            await channel.exchange_delete(topology.exchange)
+            await channel.exchange_delete(topology.dead_exchange)
+
+
+async def wait_http(session: aiohttp.ClientSession, url: str, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with session.get(url) as resp:
+                if resp.status < 500:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.3)
+    raise SystemExit(f"{what} did not start; see .run/demo/{what}.log")
+
+
+def bar(percent: int, message: str) -> None:
+    filled = percent * 30 // 100
+    sys.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% {message:<28}")
+    sys.stdout.flush()
+
+
+async def score_a_day(session: aiohttp.ClientSession, gateway: str, day: dt.date) -> dict[str, Any]:
+    body = {"date": day.isoformat(), "token": "sandbox-token", "counter": COUNTER}
+    async with session.post(f"{gateway}/tasks", json=body) as resp:
+        resp.raise_for_status()
+        task_id = (await resp.json())["task_id"]
+    print(f"task {task_id}: scoring counter {COUNTER} for {day}")
+    while True:
+        async with session.get(f"{gateway}/tasks/{task_id}/status") as resp:
+            status = await resp.json()
+        bar(status["progress"], status["message"] or status["status"])
+        if status["status"] in ("completed", "failed"):
+            print()
+            break
+        await asyncio.sleep(0.3)
+    if status["status"] == "failed":
+        raise SystemExit(f"task failed: {status['error']}")
+    async with session.get(f"{gateway}/tasks/{task_id}/result", params={"limit": 5}) as resp:
+        result = await resp.json()
+    return {"task_id": task_id, "status": status, "result": result}
+
+
+def summary(outcome: dict[str, Any]) -> None:
+    found = outcome["result"]["pagination"]["total"]
+    total = outcome["status"].get("total_visits") or 0
+    share = f"{100 * found / total:.1f}%" if total else "n/a"
+    print(f"\nlevel-4+ visits: {found} of {total} visits ({share})")
+    print(f"{'visitId':>22} {'clientId':>22} {'dateTime':>20} {'duration':>8} {'score':>6}")
+    for row in outcome["result"]["data"]:
+        print(
+            f"{row['visitId']:>22} {row['clientId']:>22} {row['dateTime']:>20} "
+            f"{row['visitDuration']:>8} {row['score']:>6.3f}"
+        )
+
+
+async def run(stack: Stack) -> None:
+    gateway = f"http://127.0.0.1:{stack.gateway_port}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        stack.start("sandbox", "--port", str(stack.sandbox_port))
+        await wait_http(session, f"http://127.0.0.1:{stack.sandbox_port}/sandbox/requests", "sandbox")
+        stack.start("gateway")
+        await wait_http(session, f"{gateway}/health", "gateway")
+        stack.start("scorer")
+        print(f"stack up: gateway {gateway}, sandbox http://127.0.0.1:{stack.sandbox_port} (logs in .run/demo/)")
+        outcome = await score_a_day(session, gateway, dt.date.today() - dt.timedelta(days=1))
+        summary(outcome)
+
+
+def main() -> None:
+    stack = Stack()
+    try:
+        asyncio.run(run(stack))
+    finally:
+        stack.stop()
+        asyncio.run(stack.drop_queues())
+        print("\nstopped the demo stack")
+
+
+if __name__ == "__main__":
+    main()
