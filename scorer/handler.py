@@ -33,13 +33,30 @@ class Deps:
 
 
 async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
+    async with deps.pool.acquire() as lock_conn:
+        if not await tasks.try_lock(lock_conn, body.task_id):
+            # a live scorer holds it; if that one dies, its own unacked message comes back to the queue
+            logger.info("task %s is being scored elsewhere; dropping this duplicate message", body.task_id)
+            return
+        try:
+            await _score(body, deps)
+        finally:
+            await tasks.unlock(lock_conn, body.task_id)
+
+
+async def _score(body: ScoreTask, deps: Deps) -> None:
     task = await tasks.claim(deps.pool, body.task_id)
     if task is None:
         # unknown, or finished by an earlier delivery: nothing to do, and nothing to duplicate
         logger.info("task %s is not pending or running; skipping", body.task_id)
         return
-    logger.info("task %s: scoring counter %s for %s (attempt %s)", task["id"], task["counter"], task["day"],
-                task["attempts"])
+    logger.info(
+        "task %s: scoring counter %s for %s (attempt %s)",
+        task["id"],
+        task["counter"],
+        task["day"],
+        task["attempts"],
+    )
 
     async def report(percent: int, message: str) -> None:
         await tasks.set_progress(deps.pool, task["id"], percent, message)
@@ -69,16 +86,36 @@ async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
     await report(90, "store")
     frame = outcome.visits
     rows = [
-        (task["id"], visit_id, client_id, dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S"), int(duration),
-         float(score), version)
-        for visit_id, client_id, when, duration, score, version in zip(
-            frame["visitId"], frame["clientId"], frame["dateTime"], frame["visitDuration"], frame["score"],
-            frame["model_version"], strict=True,
+        (
+            task["id"],
+            seq,
+            visit_id,
+            client_id,
+            dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S"),
+            int(duration),
+            float(score),
+            version,
+        )
+        for seq, (visit_id, client_id, when, duration, score, version) in enumerate(
+            zip(
+                frame["visitId"],
+                frame["clientId"],
+                frame["dateTime"],
+                frame["visitDuration"],
+                frame["score"],
+                frame["model_version"],
+                strict=True,
+            )
         )
     ]
     async with deps.pool.acquire() as conn:
         stored = await tasks.store_result(
             conn, task["id"], rows, total_visits=outcome.total_visits, model_version=deps.models.version
         )
-    logger.info("task %s: %s level-4+ visits of %s%s", task["id"], len(rows), outcome.total_visits,
-                "" if stored else " (not stored: the task was finished elsewhere)")
+    logger.info(
+        "task %s: %s level-4+ visits of %s%s",
+        task["id"],
+        len(rows),
+        outcome.total_visits,
+        "" if stored else " (not stored: the task was finished elsewhere)",
+    )

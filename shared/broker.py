@@ -51,7 +51,11 @@ async def declare(channel: AbstractChannel, topology: Topology) -> AbstractExcha
 
 async def publish(exchange: AbstractExchange, routing_key: str, body: BaseModel | dict[str, Any]) -> None:
     """Publish a persistent JSON message and wait for the broker's confirm (the channel has confirms on)."""
-    data = body.model_dump_json().encode() if isinstance(body, BaseModel) else json.dumps(body, separators=(",", ":")).encode()
+    data = (
+        body.model_dump_json().encode()
+        if isinstance(body, BaseModel)
+        else json.dumps(body, separators=(",", ":")).encode()
+    )
     message = aio_pika.Message(
         data, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
     )

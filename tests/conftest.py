@@ -118,8 +118,8 @@ def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path
         queue_prefix=queue_prefix,
         outbox_interval_s=0.2,
         work_dir=str(tmp_path / "work"),
-        logs_poll_initial_s=0.05,
-        logs_poll_max_s=0.2,
+        logs_poll_initial_s=0.2,
+        logs_poll_max_s=0.5,
         http_retry_attempts=4,
         http_retry_max_s=0.2,
         prefetch_count=2,
@@ -159,7 +159,7 @@ async def run_service() -> AsyncIterator[Callable[[ServiceMain, Settings], async
         return stop
 
     yield start
-    for stop, task in started:
+    for stop, _task in started:
         stop.set()
     for _, task in started:
         await asyncio.wait_for(task, timeout=30)
@@ -170,7 +170,9 @@ def override(settings: Settings, **changes: Any) -> Settings:
     return Settings(**{**settings.model_dump(), **changes})
 
 
-async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1) -> Any:
+async def wait_for(
+    predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1
+) -> Any:
     """Poll an async predicate until it returns something truthy."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -180,4 +182,3 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], timeout: float = 30,
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
-

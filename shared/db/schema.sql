@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 -- level-4+ visits of a task; ids are opaque text (UInt64 values do not fit bigint)
 CREATE TABLE IF NOT EXISTS task_visits (
     task_id         uuid NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    seq             integer NOT NULL,  -- the scorer's order: visit start, then numeric visit id
     visit_id        text NOT NULL,
     client_id       text NOT NULL,
     date_time       timestamp NOT NULL,
@@ -29,7 +30,7 @@ CREATE TABLE IF NOT EXISTS task_visits (
     model_version   text NOT NULL,
     PRIMARY KEY (task_id, visit_id)
 );
-CREATE INDEX IF NOT EXISTS task_visits_order ON task_visits (task_id, date_time, visit_id);
+CREATE UNIQUE INDEX IF NOT EXISTS task_visits_order ON task_visits (task_id, seq);
 
 -- transactional outbox: a row is written with the work it announces and published by the relay
 CREATE TABLE IF NOT EXISTS outbox (
@@ -40,3 +41,79 @@ CREATE TABLE IF NOT EXISTS outbox (
     published_at    timestamptz
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+
+-- webhooks: the secret is kept only as a SHA-256 hash, the OAuth token only encrypted
+CREATE TABLE IF NOT EXISTS webhooks (
+    id              uuid PRIMARY KEY,
+    name            text NOT NULL,
+    description     text,
+    counter_id      bigint NOT NULL,
+    token_enc       bytea NOT NULL,
+    secret_hash     bytea NOT NULL,
+    is_active       boolean NOT NULL DEFAULT true,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- fixed one-minute windows of accepted-or-refused submissions per webhook, shared by gateway replicas
+CREATE TABLE IF NOT EXISTS webhook_rate (
+    webhook_id      uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    window_start    timestamptz NOT NULL,
+    hits            integer NOT NULL,
+    PRIMARY KEY (webhook_id, window_start)
+);
+
+-- a batch of conversions (the API's upload_id / batch_id), from a task, a single call or a webhook
+CREATE TABLE IF NOT EXISTS batches (
+    id              uuid PRIMARY KEY,
+    source          text NOT NULL CHECK (source IN ('bulk', 'single', 'webhook')),
+    task_id         uuid REFERENCES tasks (id) ON DELETE SET NULL,
+    webhook_id      uuid REFERENCES webhooks (id) ON DELETE SET NULL,
+    counter_id      bigint NOT NULL,
+    token_enc       bytea NOT NULL,
+    status          text NOT NULL
+                    CHECK (status IN ('accepted', 'pending', 'uploaded', 'processing', 'completed', 'error')),
+    error           text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS batches_task ON batches (task_id, created_at) WHERE task_id IS NOT NULL;
+
+-- one row per conversion, with its own fate; idx is its position in the request
+CREATE TABLE IF NOT EXISTS conversions (
+    batch_id        uuid NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    idx             integer NOT NULL,
+    id_type         text CHECK (id_type IN ('CLIENT_ID', 'USER_ID', 'YCLID')),
+    identifier      text,
+    target          text,
+    date_time       timestamptz,
+    price           numeric,
+    currency        text,
+    purchase_id     text,
+    status          text NOT NULL CHECK (status IN ('pending', 'uploaded', 'completed', 'error')),
+    reason          text,
+    file_id         bigint,
+    PRIMARY KEY (batch_id, idx)
+);
+
+-- one Metrika upload (one CSV file) per batch and identifier type
+CREATE TABLE IF NOT EXISTS upload_files (
+    id              bigserial PRIMARY KEY,
+    batch_id        uuid NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    id_type         text NOT NULL CHECK (id_type IN ('CLIENT_ID', 'USER_ID', 'YCLID')),
+    status          text NOT NULL DEFAULT 'new'
+                    CHECK (status IN ('new', 'uploading', 'uploaded', 'processing', 'processed', 'failed')),
+    metrika_upload_id text,
+    metrika_status  text,
+    line_quantity   integer,
+    linked_quantity integer,
+    user_not_found_quantity integer,
+    goal_not_found_quantity integer,
+    error           text,
+    next_poll_at    timestamptz,
+    uploaded_at     timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (batch_id, id_type)
+);
+CREATE INDEX IF NOT EXISTS upload_files_to_poll ON upload_files (next_poll_at)
+    WHERE status IN ('uploaded', 'processing');

@@ -1,0 +1,245 @@
+"""Queries of conversion batches, their rows (conversions) and their Metrika uploads (upload_files)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from shared.db import Executor
+
+INSERT_BATCH = """
+INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+CONVERSION_COLUMNS = (
+    "batch_id", "idx", "id_type", "identifier", "target", "date_time", "price", "currency", "purchase_id",
+    "status", "reason",
+)  # fmt: skip
+STATUS = """
+SELECT b.id, b.source, b.status, b.error, b.task_id, b.webhook_id, b.counter_id, b.created_at, b.updated_at,
+       (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id) AS total,
+       (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id AND c.status = 'completed') AS processed,
+       (SELECT string_agg(f.metrika_upload_id, ',' ORDER BY f.id_type) FROM upload_files f
+         WHERE f.batch_id = b.id AND f.metrika_upload_id IS NOT NULL) AS metrika_upload_id
+FROM batches b
+"""
+GET_STATUS = STATUS + " WHERE b.id = $1"
+LIST_FOR_TASK = STATUS + " WHERE b.task_id = $1 ORDER BY b.created_at, b.id"
+ROW_ERRORS = """
+SELECT idx, id_type, identifier, reason FROM conversions
+WHERE batch_id = ANY($1::uuid[]) AND status = 'error' ORDER BY batch_id, idx
+"""
+FILE_NOTES = """
+SELECT batch_id, id_type, metrika_upload_id, line_quantity, linked_quantity, user_not_found_quantity,
+       goal_not_found_quantity
+FROM upload_files
+WHERE batch_id = ANY($1::uuid[]) AND status = 'processed'
+  AND (coalesce(user_not_found_quantity, 0) > 0 OR coalesce(goal_not_found_quantity, 0) > 0)
+ORDER BY batch_id, id_type
+"""
+GET_BATCH = "SELECT id, source, status, counter_id, token_enc, webhook_id FROM batches WHERE id = $1"
+SET_STATUS = """
+UPDATE batches SET status = $2, error = coalesce($3, error), updated_at = now()
+WHERE id = $1 AND status <> $2 AND status NOT IN ('completed', 'error')
+"""
+PENDING_ROWS = """
+SELECT idx, id_type, identifier, target FROM conversions
+WHERE batch_id = $1 AND status = 'pending' AND file_id IS NULL ORDER BY idx
+"""
+FAIL_ROWS = """
+UPDATE conversions SET status = 'error', reason = $3
+WHERE batch_id = $1 AND idx = ANY($2::int[]) AND status IN ('pending', 'uploaded')
+"""
+# one file per identifier type; rows join their file once, so a redelivery re-uses the same split
+SPLIT = """
+WITH files AS (
+    INSERT INTO upload_files (batch_id, id_type)
+    SELECT DISTINCT batch_id, id_type FROM conversions
+    WHERE batch_id = $1 AND status = 'pending' AND file_id IS NULL
+    ON CONFLICT (batch_id, id_type) DO UPDATE SET updated_at = now()
+    RETURNING id, id_type
+)
+UPDATE conversions c SET file_id = files.id
+FROM files WHERE c.batch_id = $1 AND c.id_type = files.id_type AND c.status = 'pending' AND c.file_id IS NULL
+"""
+FILES = """
+SELECT id, batch_id, id_type, status, metrika_upload_id, metrika_status, error FROM upload_files
+WHERE batch_id = $1 ORDER BY id_type
+"""
+FILE_ROWS = """
+SELECT idx, identifier, target, date_time, price, currency FROM conversions
+WHERE file_id = $1 AND status IN ('pending', 'uploaded') ORDER BY idx
+"""
+FILE_UPLOADING = """
+UPDATE upload_files SET status = 'uploading', updated_at = now()
+WHERE id = $1 AND status IN ('new', 'uploading')
+"""
+FILE_UPLOADED = """
+WITH f AS (
+    UPDATE upload_files
+    SET status = 'uploaded', metrika_upload_id = $2, metrika_status = $3, line_quantity = $4,
+        uploaded_at = now(), next_poll_at = now() + make_interval(secs => $5), updated_at = now()
+    WHERE id = $1 AND status IN ('new', 'uploading')
+    RETURNING id
+)
+UPDATE conversions SET status = 'uploaded'
+FROM f WHERE conversions.file_id = f.id AND conversions.status = 'pending'
+"""
+FILE_FAILED = """
+WITH f AS (
+    UPDATE upload_files SET status = 'failed', error = $2, metrika_status = coalesce($3, metrika_status),
+        next_poll_at = NULL, updated_at = now()
+    WHERE id = $1 AND status NOT IN ('processed', 'failed')
+    RETURNING id
+)
+UPDATE conversions SET status = 'error', reason = $2
+FROM f WHERE conversions.file_id = f.id AND conversions.status IN ('pending', 'uploaded')
+"""
+FILE_PROCESSING = """
+UPDATE upload_files
+SET status = 'processing', metrika_status = $2, next_poll_at = now() + make_interval(secs => $3),
+    updated_at = now()
+WHERE id = $1 AND status IN ('uploaded', 'processing')
+"""
+FILE_PROCESSED = """
+WITH f AS (
+    UPDATE upload_files
+    SET status = 'processed', metrika_status = $2, line_quantity = $3, linked_quantity = $4,
+        user_not_found_quantity = $5, goal_not_found_quantity = $6, next_poll_at = NULL, updated_at = now()
+    WHERE id = $1 AND status IN ('uploaded', 'processing')
+    RETURNING id
+)
+UPDATE conversions SET status = 'completed'
+FROM f WHERE conversions.file_id = f.id AND conversions.status = 'uploaded'
+"""
+# claim due polls: push next_poll_at forward so other uploader replicas skip these files meanwhile
+CLAIM_POLLS = """
+WITH due AS (
+    SELECT f.id FROM upload_files f
+    WHERE f.status IN ('uploaded', 'processing') AND f.next_poll_at <= now()
+    ORDER BY f.next_poll_at LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE upload_files f SET next_poll_at = now() + make_interval(secs => $2)
+FROM due, batches b
+WHERE f.id = due.id AND b.id = f.batch_id
+RETURNING f.id, f.batch_id, f.id_type, f.status, f.metrika_upload_id, f.uploaded_at, b.counter_id, b.token_enc
+"""
+FILE_STATES = "SELECT status FROM upload_files WHERE batch_id = $1"
+COUNT_OK_ROWS = "SELECT count(*) FROM conversions WHERE batch_id = $1 AND status <> 'error'"
+
+
+async def insert_batch(
+    db: Executor,
+    batch_id: uuid.UUID,
+    source: str,
+    counter_id: int,
+    token_enc: bytes,
+    status: str,
+    *,
+    task_id: uuid.UUID | None = None,
+    webhook_id: uuid.UUID | None = None,
+) -> None:
+    await db.execute(INSERT_BATCH, batch_id, source, task_id, webhook_id, counter_id, token_enc, status)
+
+
+async def insert_conversions(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows shaped as CONVERSION_COLUMNS."""
+    await conn.copy_records_to_table("conversions", records=rows, columns=CONVERSION_COLUMNS)
+
+
+async def status(db: Executor, batch_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow(GET_STATUS, batch_id)
+
+
+async def list_for_task(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await db.fetch(LIST_FOR_TASK, task_id))
+
+
+async def row_errors(db: Executor, batch_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(await db.fetch(ROW_ERRORS, batch_ids))
+
+
+async def file_notes(db: Executor, batch_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return list(await db.fetch(FILE_NOTES, batch_ids))
+
+
+async def get(db: Executor, batch_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow(GET_BATCH, batch_id)
+
+
+async def set_status(db: Executor, batch_id: uuid.UUID, new_status: str, error: str | None = None) -> None:
+    """Move a batch that is not final yet; a final status is never overwritten."""
+    await db.execute(SET_STATUS, batch_id, new_status, error)
+
+
+async def pending_rows(db: Executor, batch_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await db.fetch(PENDING_ROWS, batch_id))
+
+
+async def fail_rows(db: Executor, batch_id: uuid.UUID, indexes: list[int], reason: str) -> None:
+    await db.execute(FAIL_ROWS, batch_id, indexes, reason)
+
+
+async def split_into_files(db: Executor, batch_id: uuid.UUID) -> None:
+    await db.execute(SPLIT, batch_id)
+
+
+async def files(db: Executor, batch_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await db.fetch(FILES, batch_id))
+
+
+async def file_rows(db: Executor, file_id: int) -> list[asyncpg.Record]:
+    return list(await db.fetch(FILE_ROWS, file_id))
+
+
+async def file_uploading(db: Executor, file_id: int) -> bool:
+    return bool(await db.execute(FILE_UPLOADING, file_id) == "UPDATE 1")
+
+
+async def file_uploaded(
+    conn: asyncpg.Connection,
+    file_id: int,
+    metrika_upload_id: str,
+    metrika_status: str,
+    line_quantity: int | None,
+    poll_after_s: float,
+) -> None:
+    await conn.execute(FILE_UPLOADED, file_id, metrika_upload_id, metrika_status, line_quantity, poll_after_s)
+
+
+async def file_failed(db: Executor, file_id: int, error: str, metrika_status: str | None = None) -> None:
+    await db.execute(FILE_FAILED, file_id, error, metrika_status)
+
+
+async def file_processing(db: Executor, file_id: int, metrika_status: str, poll_after_s: float) -> None:
+    await db.execute(FILE_PROCESSING, file_id, metrika_status, poll_after_s)
+
+
+async def file_processed(
+    db: Executor,
+    file_id: int,
+    metrika_status: str,
+    line_quantity: int | None,
+    linked: int | None,
+    user_not_found: int | None,
+    goal_not_found: int | None,
+) -> None:
+    await db.execute(
+        FILE_PROCESSED, file_id, metrika_status, line_quantity, linked, user_not_found, goal_not_found
+    )
+
+
+async def claim_polls(db: Executor, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    return list(await db.fetch(CLAIM_POLLS, limit, lease_s))
+
+
+async def file_states(db: Executor, batch_id: uuid.UUID) -> list[str]:
+    return [row["status"] for row in await db.fetch(FILE_STATES, batch_id)]
+
+
+async def count_ok_rows(db: Executor, batch_id: uuid.UUID) -> int:
+    return int(await db.fetchval(COUNT_OK_ROWS, batch_id))
