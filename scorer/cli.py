@@ -28,13 +28,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score", help="find the level-4+ visits of one day")
     score.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD, a past day")
-    score.add_argument("--token", default=os.environ.get("METRIKA_TOKEN"), help="OAuth token (or METRIKA_TOKEN)")
+    score.add_argument("--token", default=os.environ.get("METRIKA_TOKEN"), help="OAuth token (or env)")
     score.add_argument(
         "--counter", type=int, default=_env_int("METRIKA_COUNTER"), help="counter id (or METRIKA_COUNTER)"
     )
-    score.add_argument("--logs-dir", type=Path, help="score downloaded visits*.tsv/hits*.tsv instead of the API")
+    score.add_argument("--logs-dir", type=Path, help="score downloaded TSV files instead")
     score.add_argument("--out", type=Path, help="output file (default level4_visits_<DATE>.json)")
-    score.add_argument("--models-dir", type=Path, default=None, help="model artifacts (default: the shipped ones)")
+    score.add_argument("--models-dir", type=Path, default=None, help="model artifacts dir")
     score.add_argument("--api-url", default=os.environ.get("METRIKA_API_URL", YANDEX_API_URL))
     return parser.parse_args(argv)
 
