@@ -33,3 +33,9 @@ class ScoreTask(BaseModel):
     """Message on the score_tasks queue."""
 
     task_id: uuid.UUID
+
+
+class UploadBatch(BaseModel):
+    """Message on the conversion_uploads queue: a stored batch of conversions to send to Metrika."""
+
+    batch_id: uuid.UUID

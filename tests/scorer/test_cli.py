@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+
+import aiohttp
+
+from sandbox import simulator
+from scorer import cli, model, scoring, tsv
+
+DAY = dt.date.today() - dt.timedelta(days=3)
+
+
+def _write_parts(directory, day, parts: int = 2):
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame, fields in (("visits", day.visits, tsv.VISIT_FIELDS), ("hits", day.hits, tsv.HIT_FIELDS)):
+        size = -(-len(frame) // parts)
+        for part in range(parts):
+            with open(directory / f"{name}_{part}.tsv", "w") as out:
+                simulator.write_tsv(frame.iloc[part * size : (part + 1) * size], list(fields), out)
+
+
+def test_logs_dir_mode_writes_the_seed_format(tmp_path):
+    day = simulator.simulate_day(99, DAY, n_visits=500)
+    _write_parts(tmp_path / "logs", day)
+    out = tmp_path / "out.json"
+    assert (
+        cli.main(
+            ["score", "--date", DAY.isoformat(), "--logs-dir", str(tmp_path / "logs"), "--out", str(out)]
+        )
+        == 0
+    )
+
+    records = json.loads(out.read_text())
+    expected, total = scoring.score_dir(tmp_path / "logs", model.load_models())
+    assert total == 500 and len(records) == len(expected) > 0
+    assert set(records[0]) == {"visitId", "clientId", "dateTime", "visitDuration"}
+    assert [r["visitId"] for r in records] == list(expected["visitId"])
+    assert all(isinstance(r["visitId"], str) and isinstance(r["visitDuration"], int) for r in records)
+
+
+def test_missing_token_counter_or_future_date_are_clear_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("METRIKA_TOKEN", raising=False)
+    monkeypatch.delenv("METRIKA_COUNTER", raising=False)
+    assert cli.main(["score", "--date", DAY.isoformat()]) == 2
+    assert "token is required" in capsys.readouterr().err
+    assert cli.main(["score", "--date", DAY.isoformat(), "--token", "t"]) == 2
+    assert "counter is required" in capsys.readouterr().err
+    today = dt.date.today().isoformat()
+    assert cli.main(["score", "--date", today, "--token", "t", "--counter", "1"]) == 2
+    assert "past" in capsys.readouterr().err
+    assert cli.main(["score", "--date", DAY.isoformat(), "--logs-dir", str(tmp_path)]) == 1
+    assert "no visits" in capsys.readouterr().err
+
+
+async def test_api_mode_pulls_the_sandbox_and_writes_default_file(sandbox, tmp_path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scorer.cli", "score", "--date", DAY.isoformat(), "--counter", "77",
+        "--token", "sandbox-token", "--api-url", str(sandbox.make_url("")).rstrip("/"),
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    records = json.loads((tmp_path / f"level4_visits_{DAY.isoformat()}.json").read_text())
+    day = simulator.simulate_day(77, DAY, n_visits=400)
+    _write_parts(tmp_path / "direct", day, parts=1)
+    expected, _ = scoring.score_dir(tmp_path / "direct", model.load_models())
+    assert [r["visitId"] for r in records] == list(expected["visitId"])
+    assert "level-4+ visits written" in err.decode()
+    # the Logs API requests were cleaned afterwards, as the protocol demands
+    body = await _get(sandbox, "/sandbox/requests")
+    records = body["requests"] if isinstance(body, dict) else body
+    log = [(r["method"], r["path"]) for r in records]
+    assert sum(1 for method, path in log if method == "POST" and path.endswith("/clean")) == 2
+
+
+async def _get(server, path):
+    async with aiohttp.ClientSession() as session, session.get(server.make_url(path)) as resp:
+        return await resp.json()
