@@ -1,4 +1,4 @@
-"""Local emulator of Yandex Metrika's APIs (Logs API; offline conversions to come).
+"""Local emulator of Yandex Metrika's APIs: the Logs API, offline conversions and goals.
 
 Use ``sandbox.app.create_app(SandboxConfig(...))`` or ``python -m sandbox --port 8081``.
 """

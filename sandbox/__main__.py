@@ -23,12 +23,30 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument("--port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8081")))
     parser.add_argument("--token", action="append", help="accepted OAuth token (repeatable)")
     parser.add_argument("--max-parallel", type=int, default=defaults.max_parallel)
-    parser.add_argument("--rps", type=int, default=defaults.rps)
+    parser.add_argument("--rps", type=int, default=defaults.rps, help="Logs API requests per second per IP")
+    parser.add_argument(
+        "--management-rps",
+        type=int,
+        default=defaults.management_rps,
+        help="other Management API requests per second per IP",
+    )
     parser.add_argument("--processing-seconds", type=float, default=defaults.processing_seconds)
     parser.add_argument("--rows-per-part", type=int, default=defaults.rows_per_part)
     parser.add_argument("--visits-per-day", type=int, default=defaults.visits_per_day)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--storage-limit-bytes", type=int, default=defaults.storage_limit_bytes)
+    parser.add_argument(
+        "--conversion-processing-seconds", type=float, default=defaults.conversion_processing_seconds
+    )
+    parser.add_argument(
+        "--goal",
+        action="append",
+        help="identifier of a default action goal (repeatable; replaces the defaults)",
+    )
+    parser.add_argument(
+        "--unknown-visitor-id", action="append", default=[], help="UserId/Yclid that never links (repeatable)"
+    )
+    parser.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
     parser.add_argument("--today", type=date.fromisoformat, default=None, help="pretend today is YYYY-MM-DD")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -36,12 +54,17 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         tokens=frozenset(args.token) if args.token else defaults.tokens,
         max_parallel=args.max_parallel,
         rps=args.rps,
+        management_rps=args.management_rps,
         processing_seconds=args.processing_seconds,
         rows_per_part=args.rows_per_part,
         visits_per_day=args.visits_per_day,
         seed=args.seed,
         storage_limit_bytes=args.storage_limit_bytes,
         today=args.today,
+        conversion_processing_seconds=args.conversion_processing_seconds,
+        default_goals=tuple(args.goal) if args.goal else defaults.default_goals,
+        unknown_visitor_ids=frozenset(args.unknown_visitor_id),
+        max_upload_bytes=args.max_upload_bytes,
     )
     return args, config
 

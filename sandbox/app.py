@@ -1,7 +1,8 @@
 """The sandbox application: an emulator of Yandex Metrika's APIs for tests and local runs.
 
 Composition: shared middlewares (request log -> error envelope -> auth -> quotas -> faults), the
-``/sandbox/*`` control API, and one module per emulated API (``sandbox.logs_api`` so far).
+``/sandbox/*`` control API, and one module per emulated API: ``sandbox.logs_api`` and
+``sandbox.conversions`` (offline conversions + goals).
 """
 
 from __future__ import annotations
@@ -14,13 +15,27 @@ from sandbox.auth import auth_middleware
 from sandbox.config import SandboxConfig
 from sandbox.control import FAULTS, REQUEST_LOG
 from sandbox.control import routes as control_routes
+from sandbox.conversions import CONVERSIONS, GOALS, UPLOADINGS, VISITORS, setup_conversions
 from sandbox.errors import errors_middleware
 from sandbox.faults import Faults, faults_middleware
 from sandbox.logs_api import DAYS, LOG_REQUESTS, setup_logs_api
 from sandbox.quotas import Quotas, quotas_middleware
 from sandbox.request_log import RequestLog, request_log_middleware
 
-__all__ = ["CONFIG", "DAYS", "FAULTS", "LOG_REQUESTS", "QUOTAS", "REQUEST_LOG", "SandboxConfig", "create_app"]
+__all__ = [
+    "CONFIG",
+    "CONVERSIONS",
+    "DAYS",
+    "FAULTS",
+    "GOALS",
+    "LOG_REQUESTS",
+    "QUOTAS",
+    "REQUEST_LOG",
+    "UPLOADINGS",
+    "VISITORS",
+    "SandboxConfig",
+    "create_app",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +47,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     config = config or SandboxConfig()
     faults = Faults()
     request_log = RequestLog()
-    quotas = Quotas(rps=config.rps, max_parallel=config.max_parallel)
+    quotas = Quotas(rps=config.rps, max_parallel=config.max_parallel, management_rps=config.management_rps)
     app = web.Application(
         middlewares=[
             request_log_middleware(request_log),
@@ -48,4 +63,5 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app[QUOTAS] = quotas
     app.router.add_routes(control_routes)
     setup_logs_api(app, config, faults)
+    setup_conversions(app, config, faults, app[DAYS])
     return app

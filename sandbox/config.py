@@ -5,22 +5,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["SandboxConfig"]
+__all__ = ["DEFAULT_GOALS", "SandboxConfig"]
+
+#: identifiers (``Target`` values) of the action goals every counter starts with
+DEFAULT_GOALS: tuple[str, ...] = ("4plus", "purchase", "registration", "order_confirmed", "lead", "call")
 
 
 @dataclass(frozen=True)
 class SandboxConfig:
     """Knobs of the sandbox; defaults follow Yandex's documented limits.
 
-    ``max_parallel`` and ``rps`` of 0 or less disable that quota.
+    ``max_parallel``, ``rps`` (Logs API, per IP) and ``management_rps`` (other Management API calls,
+    per IP) of 0 or less disable that quota.  ``conversion_processing_seconds`` is how long an
+    offline-conversions upload takes to reach its final status (0: at once).
+    ``unknown_visitor_ids`` are UserId/Yclid values that never link.
     """
 
     tokens: frozenset[str] = frozenset({"sandbox-token"})
     max_parallel: int = 3
     rps: int = 10
+    management_rps: int = 30
     processing_seconds: float = 1.0
     rows_per_part: int = 200_000
     visits_per_day: int | None = None
     seed: int = 0
     storage_limit_bytes: int = 10 * 1024**3
     today: date | None = None
+    conversion_processing_seconds: float = 2.0
+    default_goals: tuple[str, ...] = DEFAULT_GOALS
+    unknown_visitor_ids: frozenset[str] = frozenset()
+    max_upload_bytes: int = 1024**3

@@ -12,7 +12,7 @@ from sandbox.errors import ApiError
 from sandbox.faults import Faults
 from sandbox.request_log import RequestLog
 
-__all__ = ["FAULTS", "REQUEST_LOG", "routes"]
+__all__ = ["FAULTS", "REQUEST_LOG", "json_object", "routes"]
 
 FAULTS = web.AppKey("faults", Faults)
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
@@ -20,7 +20,7 @@ REQUEST_LOG = web.AppKey("request_log", RequestLog)
 routes = web.RouteTableDef()
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except json.JSONDecodeError:
@@ -34,8 +34,9 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 async def add_fault(request: web.Request) -> web.Response:
     """Body: an HTTP fault ``{"path": regex, "status": 503, "times": 2, "delay": 0, "method": null,
     "error_type": null, "message": null}`` and/or ``{"processing_failed": n}`` and/or
+    ``{"linkage_failure": n}`` (the next n conversion uploads end as LINKAGE_FAILURE) and/or
     ``{"evaluation": {"possible": false, "max_possible_day_quantity": -6}, "times": 1}``."""
-    body = await _json_object(request)
+    body = await json_object(request)
     faults = request.app[FAULTS]
     try:
         if "path" in body:
@@ -50,6 +51,8 @@ async def add_fault(request: web.Request) -> web.Response:
             )
         if "processing_failed" in body:
             faults.fail_processing(int(body["processing_failed"]))
+        if "linkage_failure" in body:
+            faults.fail_linkage(int(body["linkage_failure"]))
         if "evaluation" in body:
             evaluation = body["evaluation"]
             times = body.get("times", 1)

@@ -25,13 +25,20 @@ class DayStore:
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, date], asyncio.Task[Day]] = OrderedDict()
         self._pinned: dict[tuple[int, date], Day] = {}
+        self._seen: dict[int, set[date]] = {}
 
     def put(self, counter: int, day: date, data: Day) -> None:
         """Serve ``data`` for (counter, day) instead of simulating it."""
         self._pinned[(counter, day)] = data
+        self._seen.setdefault(counter, set()).add(day)
+
+    def days_seen(self, counter: int) -> set[date]:
+        """Days of ``counter`` ever served or pinned (whether or not still cached)."""
+        return set(self._seen.get(counter, ()))
 
     async def day(self, counter: int, day: date) -> Day:
         key = (counter, day)
+        self._seen.setdefault(counter, set()).add(day)
         if key in self._pinned:
             return self._pinned[key]
         task = self._cache.get(key)

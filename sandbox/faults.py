@@ -1,4 +1,5 @@
-"""Fault injection: failing or slow responses, failed log processing, forced evaluate answers."""
+"""Fault injection: failing or slow responses, failed log processing, forced evaluate answers,
+conversion uploads forced to end as ``LINKAGE_FAILURE``."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class Faults:
     def __init__(self) -> None:
         self.http: list[Fault] = []
         self.processing_failures = 0
+        self.linkage_failures = 0
         self.evaluation: dict[str, Any] | None = None
         self.evaluation_times: int | None = None
 
@@ -97,6 +99,10 @@ class Faults:
         """The next ``count`` created log requests end as ``processing_failed``."""
         self.processing_failures += count
 
+    def fail_linkage(self, count: int = 1) -> None:
+        """The next ``count`` offline-conversion uploads end as ``LINKAGE_FAILURE`` (nothing links)."""
+        self.linkage_failures += count
+
     def override_evaluation(self, possible: bool, max_days: int, times: int | None = 1) -> None:
         """The next ``times`` evaluate calls answer this (None: until cleared)."""
         self.evaluation = {"possible": possible, "max_possible_day_quantity": max_days}
@@ -105,6 +111,7 @@ class Faults:
     def clear(self) -> None:
         self.http.clear()
         self.processing_failures = 0
+        self.linkage_failures = 0
         self.evaluation = None
         self.evaluation_times = None
 
@@ -125,6 +132,12 @@ class Faults:
         self.processing_failures -= 1
         return True
 
+    def take_linkage_failure(self) -> bool:
+        if self.linkage_failures <= 0:
+            return False
+        self.linkage_failures -= 1
+        return True
+
     def take_evaluation(self) -> dict[str, Any] | None:
         evaluation = self.evaluation
         if evaluation is not None and self.evaluation_times is not None:
@@ -137,6 +150,7 @@ class Faults:
         return {
             "http": [fault.to_json() for fault in self.http],
             "processing_failed": self.processing_failures,
+            "linkage_failure": self.linkage_failures,
             "evaluation": self.evaluation,
             "evaluation_times": self.evaluation_times,
         }

@@ -9,12 +9,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from itertools import count
 from typing import Any
 
 import pandas as pd
 
+from sandbox.clock import MOSCOW
 from sandbox.config import SandboxConfig
 from sandbox.days import DayStore
 from sandbox.errors import ApiError
@@ -45,7 +46,6 @@ ATTRIBUTIONS = frozenset(
 )
 MAX_FIELDS_CHARS = 3000
 MAX_PERIOD_DAYS = 366
-MOSCOW = timezone(timedelta(hours=3))
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -1,4 +1,5 @@
-"""Yandex's request quotas: requests per second per IP and parallel requests per token."""
+"""Yandex's request quotas: requests per second per IP (Logs API: 10, other Management API calls: 30)
+and parallel requests per token (3)."""
 
 from __future__ import annotations
 
@@ -22,24 +23,33 @@ LOGS_API_PATH = re.compile(r"^/management/v1/counter/[^/]+/logrequest")
 class Quotas:
     """In-memory quota book-keeping; a limit of 0 or less disables that quota."""
 
-    def __init__(self, rps: int, max_parallel: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rps: int,
+        max_parallel: int,
+        clock: Callable[[], float] = time.monotonic,
+        management_rps: int = 0,
+    ) -> None:
         self.rps = rps
+        self.management_rps = management_rps
         self.max_parallel = max_parallel
         self._clock = clock
-        self._recent: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._recent: defaultdict[tuple[bool, str], deque[float]] = defaultdict(deque)
         self._running: defaultdict[str, int] = defaultdict(int)
 
-    def check_rate(self, ip: str) -> None:
-        """Count one request from ``ip``; raise 429 if the last second already holds ``rps``."""
-        if self.rps <= 0:
+    def check_rate(self, ip: str, logs_api: bool = True) -> None:
+        """Count one request from ``ip`` against the Logs API rate (``rps``) or the rate of the other
+        Management API calls (``management_rps``); raise 429 if the last second already holds that many."""
+        limit = self.rps if logs_api else self.management_rps
+        if limit <= 0:
             return
         now = self._clock()
-        recent = self._recent[ip]
+        recent = self._recent[(logs_api, ip)]
         while recent and now - recent[0] >= 1.0:
             recent.popleft()
-        if len(recent) >= self.rps:
+        if len(recent) >= limit:
             raise ApiError(
-                429, "quota_requests_by_ip", f"Quota exceeded: more than {self.rps} requests per second by IP"
+                429, "quota_requests_by_ip", f"Quota exceeded: more than {limit} requests per second by IP"
             )
         recent.append(now)
 
@@ -69,8 +79,7 @@ def quotas_middleware(quotas: Quotas) -> Middleware:
         token = request.get(TOKEN)
         if token is None:
             return await handler(request)
-        if LOGS_API_PATH.match(request.path):
-            quotas.check_rate(request.remote or "unknown")
+        quotas.check_rate(request.remote or "unknown", logs_api=LOGS_API_PATH.match(request.path) is not None)
         quotas.acquire(token)
         try:
             return await handler(request)
