@@ -33,7 +33,8 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 @routes.post("/sandbox/faults")
 async def add_fault(request: web.Request) -> web.Response:
     """Body: an HTTP fault ``{"path": regex, "status": 503, "times": 2, "delay": 0, "method": null,
-    "error_type": null, "message": null}`` and/or ``{"processing_failed": n}`` and/or
+    "error_type": null, "message": null, "after": false}`` (``after``: the real handler runs first)
+    and/or ``{"processing_failed": n}`` and/or
     ``{"linkage_failure": n}`` (the next n conversion uploads end as LINKAGE_FAILURE) and/or
     ``{"evaluation": {"possible": false, "max_possible_day_quantity": -6}, "times": 1}``."""
     body = await json_object(request)
@@ -48,6 +49,7 @@ async def add_fault(request: web.Request) -> web.Response:
                 method=body.get("method"),
                 error_type=body.get("error_type"),
                 message=body.get("message"),
+                after=bool(body.get("after", False)),
             )
         if "processing_failed" in body:
             faults.fail_processing(int(body["processing_failed"]))

@@ -27,6 +27,8 @@ class Fault:
     """Requests whose path matches ``path`` (``re.search``) get ``status`` after ``delay`` seconds.
 
     ``status`` None (or below 400) only delays the real response. ``times`` None means forever.
+    ``after`` True runs the real handler first (its effects happen), then delays and/or fails the
+    response: the "Yandex did it but the answer was lost" case that exactly-once logic must survive.
     """
 
     path: re.Pattern[str]
@@ -36,6 +38,7 @@ class Fault:
     method: str | None = None
     error_type: str | None = None
     message: str | None = None
+    after: bool = False
     hits: int = 0
 
     def matches(self, method: str, path: str) -> bool:
@@ -65,6 +68,7 @@ class Fault:
             "method": self.method,
             "error_type": self.error_type,
             "message": self.message,
+            "after": self.after,
             "hits": self.hits,
         }
 
@@ -89,8 +93,9 @@ class Faults:
         method: str | None = None,
         error_type: str | None = None,
         message: str | None = None,
+        after: bool = False,
     ) -> Fault:
-        fault = Fault(re.compile(path), status, times, delay, method, error_type, message)
+        fault = Fault(re.compile(path), status, times, delay, method, error_type, message, after)
         self.http.append(fault)
         log.info("sandbox fault added: %s", fault.to_json())
         return fault
@@ -164,6 +169,13 @@ def faults_middleware(faults: Faults) -> Middleware:
         fault = faults.take(request.method, request.path)
         if fault is None:
             return await handler(request)
+        if fault.after:
+            response = await handler(request)
+            await asyncio.sleep(fault.delay)
+            error = fault.error()
+            if error is not None:
+                raise error
+            return response
         if fault.delay > 0:
             await asyncio.sleep(fault.delay)
         error = fault.error()
