@@ -15,7 +15,7 @@ from scorer import pipeline
 from scorer.logs_api import LogsApiError
 from scorer.model import Models
 from shared.crypto import TokenCipher
-from shared.db import tasks
+from shared.db import locks, tasks
 from shared.schemas import ScoreTask
 
 logger = logging.getLogger(__name__)
@@ -33,15 +33,11 @@ class Deps:
 
 
 async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
-    async with deps.pool.acquire() as lock_conn:
-        if not await tasks.try_lock(lock_conn, body.task_id):
-            # a live scorer holds it; if that one dies, its own unacked message comes back to the queue
+    async with locks.hold(deps.pool, body.task_id) as locked:
+        if not locked:
             logger.info("task %s is being scored elsewhere; dropping this duplicate message", body.task_id)
             return
-        try:
-            await _score(body, deps)
-        finally:
-            await tasks.unlock(lock_conn, body.task_id)
+        await _score(body, deps)
 
 
 async def _score(body: ScoreTask, deps: Deps) -> None:

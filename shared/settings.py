@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     logs_poll_initial_s: float = 2.0
     logs_poll_max_s: float = 60.0
     logs_poll_timeout_s: float = 6 * 3600.0
+    # uploader: Metrika takes up to ~2 h to process an upload
+    upload_poll_s: float = 30.0
+    upload_processing_timeout_s: float = 24 * 3600.0
     http_retry_attempts: int = 6
     http_retry_max_s: float = 60.0
 

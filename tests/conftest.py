@@ -100,7 +100,9 @@ async def queue_prefix() -> AsyncIterator[str]:
 @pytest.fixture
 async def sandbox() -> AsyncIterator[TestServer]:
     """The Metrika API sandbox on a free loopback port; small days so tests stay fast."""
-    app = create_sandbox(SandboxConfig(processing_seconds=0.2, visits_per_day=400))
+    app = create_sandbox(
+        SandboxConfig(processing_seconds=0.2, visits_per_day=400, conversion_processing_seconds=0.3)
+    )
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     yield server
@@ -123,6 +125,7 @@ def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path
         http_retry_attempts=4,
         http_retry_max_s=0.2,
         prefetch_count=2,
+        upload_poll_s=0.2,
         shutdown_grace_s=5,
     )
 

@@ -40,9 +40,6 @@ UPDATE tasks SET status = 'completed', progress = 100, message = $2, total_visit
        finished_at = now()
 WHERE id = $1 AND status = 'running'
 """
-# a session-level lock held while a scorer works on the task: released by Postgres if that scorer dies
-TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
-UNLOCK = "SELECT pg_advisory_unlock($1)"
 COUNT_VISITS = "SELECT count(*) FROM task_visits WHERE task_id = $1"
 PAGE_VISITS = """
 SELECT visit_id, client_id, date_time, visit_duration, score, model_version
@@ -112,19 +109,6 @@ async def store_result(
 
 class _NotRunning(Exception):
     pass
-
-
-def _lock_key(task_id: uuid.UUID) -> int:
-    return task_id.int & ((1 << 63) - 1)
-
-
-async def try_lock(conn: asyncpg.Connection, task_id: uuid.UUID) -> bool:
-    """Take the task's work lock on this connection; False while another live scorer holds it."""
-    return bool(await conn.fetchval(TRY_LOCK, _lock_key(task_id)))
-
-
-async def unlock(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
-    await conn.fetchval(UNLOCK, _lock_key(task_id))
 
 
 async def count_visits(db: Executor, task_id: uuid.UUID) -> int:

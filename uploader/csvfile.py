@@ -1,0 +1,34 @@
+"""Yandex's offline-conversions CSV: one identifier column per file, DateTime in Unix seconds."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from decimal import Decimal
+
+import asyncpg
+
+from uploader.metrika import ID_COLUMNS
+
+
+def build(id_type: str, rows: Iterable[asyncpg.Record]) -> bytes:
+    """UTF-8 CSV with the header `<IdColumn>,Target,DateTime,Price,Currency` (RFC 4180 quoting)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([ID_COLUMNS[id_type], "Target", "DateTime", "Price", "Currency"])
+    for row in rows:
+        writer.writerow(
+            [
+                row["identifier"],
+                row["target"],
+                int(row["date_time"].timestamp()),
+                _price(row["price"]),
+                row["currency"] or "",
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def _price(value: Decimal | None) -> str:
+    return "" if value is None else format(value.normalize(), "f")

@@ -1,0 +1,62 @@
+"""The uploader's composition root: the consumer of conversion_uploads plus the status poller."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+
+import aiohttp
+
+from shared import broker, db
+from shared.consumer import run_consumer
+from shared.crypto import TokenCipher
+from shared.schemas import UploadBatch
+from shared.settings import Settings
+from uploader.deps import Deps
+from uploader.handler import handle_upload_batch
+from uploader.poller import run_poller
+
+logger = logging.getLogger(__name__)
+
+
+async def main(settings: Settings, stop: asyncio.Event) -> None:
+    topology = broker.Topology(settings.queue_prefix)
+    await db.ensure_database(settings.database_url)
+    pool = await db.create_pool(settings.database_url)
+    connection = await broker.connect(settings.amqp_url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            deps = Deps(
+                pool=pool,
+                session=session,
+                cipher=TokenCipher(settings.token_encryption_key),
+                api_url=settings.metrika_api_url,
+                retry_attempts=settings.http_retry_attempts,
+                retry_max_s=settings.http_retry_max_s,
+                poll_interval_s=settings.upload_poll_s,
+                processing_timeout_s=settings.upload_processing_timeout_s,
+            )
+            channel = await connection.channel(publisher_confirms=True)
+            await broker.declare(channel, topology)
+            dead = await channel.get_exchange(topology.dead_exchange)
+            poller = asyncio.create_task(run_poller(deps, stop))
+            logger.info("uploader consuming %s", topology.queue(broker.CONVERSION_UPLOADS))
+            try:
+                await run_consumer(
+                    channel,
+                    topology.queue(broker.CONVERSION_UPLOADS),
+                    UploadBatch,
+                    functools.partial(handle_upload_batch, deps=deps),
+                    stop,
+                    dead_exchange=dead,
+                    dead_routing_key=broker.CONVERSION_UPLOADS,
+                    prefetch=settings.prefetch_count,
+                    grace_s=settings.shutdown_grace_s,
+                )
+            finally:
+                stop.set()
+                await poller
+    finally:
+        await connection.close()
+        await pool.close()
