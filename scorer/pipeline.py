@@ -81,9 +81,7 @@ async def score_files(
     return Outcome(frame, total)
 
 
-def _score_dir(
-    logs_dir: Path, models: Models, on_stage: Callable[[str], None]
-) -> tuple[pd.DataFrame, int]:
+def _score_dir(logs_dir: Path, models: Models, on_stage: Callable[[str], None]) -> tuple[pd.DataFrame, int]:
     return scoring.score_dir(logs_dir, models, on_stage=on_stage)
 
 

@@ -16,8 +16,14 @@ FINAL = ("completed", "error")
 
 
 def _row(i: int, **extra):
-    return {"client_id": str(10**18 + i), "target": "purchase", "date_time": (NOW - dt.timedelta(hours=2)).isoformat(),
-            "price": 100 + i, "currency": "RUB", **extra}  # fmt: skip
+    return {
+        "client_id": str(10**18 + i),
+        "target": "purchase",
+        "date_time": (NOW - dt.timedelta(hours=2)).isoformat(),
+        "price": 100 + i,
+        "currency": "RUB",
+        **extra,
+    }
 
 
 async def _webhook(gateway):
@@ -69,8 +75,12 @@ async def test_webhook_batch_with_mixed_ids_is_split_per_type_and_completes(
     gateway, settings, sandbox, run_service
 ):
     hook = await _webhook(gateway)
-    rows = [_row(0), {"user_id": "crm-user-1", "target": "registration", "date_time": NOW.isoformat()},
-            {"yclid": "9876543210123456789", "target": "lead", "date_time": NOW.isoformat()}, _row(1)]  # fmt: skip
+    rows = [
+        _row(0),
+        {"user_id": "crm-user-1", "target": "registration", "date_time": NOW.isoformat()},
+        {"yclid": "9876543210123456789", "target": "lead", "date_time": NOW.isoformat()},
+        _row(1),
+    ]
     _register(sandbox, [rows[0]["client_id"], rows[3]["client_id"]])
     batch_id = await _submit(gateway, hook, rows)
     run_service(uploader_main, settings)
@@ -213,8 +223,10 @@ async def test_single_and_bulk_from_a_scored_task_complete(gateway, settings, sa
     assert bulk["status"] == "pending"
     level4 = (await (await gateway.get(f"/tasks/{task_id}/result", params={"limit": 1000})).json())["data"]
 
-    resp = await gateway.post("/conversions/single", json={**_row(0), "client_id": level4[0]["clientId"],
-                                                          "counter": COUNTER, "token": "sandbox-token"})  # fmt: skip
+    resp = await gateway.post(
+        "/conversions/single",
+        json={**_row(0), "client_id": level4[0]["clientId"], "counter": COUNTER, "token": "sandbox-token"},
+    )
     assert resp.status == 200, await resp.text()
     single = await resp.json()
 

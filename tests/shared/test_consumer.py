@@ -33,8 +33,15 @@ async def _run(channel, topology, dead, handler, until):
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_consumer(
-            channel, topology.queue(broker.SCORE_TASKS), ScoreTask, handler, stop,
-            dead_exchange=dead, dead_routing_key=broker.SCORE_TASKS, prefetch=2, grace_s=2,
+            channel,
+            topology.queue(broker.SCORE_TASKS),
+            ScoreTask,
+            handler,
+            stop,
+            dead_exchange=dead,
+            dead_routing_key=broker.SCORE_TASKS,
+            prefetch=2,
+            grace_s=2,
         )
     )
     await asyncio.wait_for(until.wait(), timeout=10)
@@ -118,8 +125,15 @@ async def test_stop_requeues_work_that_did_not_finish(channel, queue_prefix):
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_consumer(
-            channel, topology.queue(broker.SCORE_TASKS), ScoreTask, handler, stop,
-            dead_exchange=dead, dead_routing_key=broker.SCORE_TASKS, prefetch=1, grace_s=0.2,
+            channel,
+            topology.queue(broker.SCORE_TASKS),
+            ScoreTask,
+            handler,
+            stop,
+            dead_exchange=dead,
+            dead_routing_key=broker.SCORE_TASKS,
+            prefetch=1,
+            grace_s=0.2,
         )
     )
     await asyncio.wait_for(started.wait(), timeout=10)
