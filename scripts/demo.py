@@ -1,4 +1,5 @@
-"""`make demo`: sandbox + gateway + scorer on loopback, one task for a past day, a summary, then stop."""
+"""`make demo`: the stack on loopback and the sandbox: score a past day, upload its level-4+ visits and a
+webhook batch as offline conversions, print what happened, stop."""
 
 from __future__ import annotations
 
@@ -47,11 +48,12 @@ class Stack:
             "QUEUE_PREFIX": self.prefix,
             "WORK_DIR": str(self.logs / "work"),
             "LOGS_POLL_INITIAL_S": "0.5",
+            "UPLOAD_POLL_S": "0.5",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str) -> None:
-        log = open(self.logs / f"{args[0]}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.logs / f"{args[0]}.log", "wb")
         self.procs.append(
             subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=self.env, stdout=log, stderr=log)
         )
@@ -130,6 +132,72 @@ def summary(outcome: dict[str, Any]) -> None:
         )
 
 
+async def wait_final(session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None) -> Any:
+    while True:
+        async with session.get(url, headers=headers) as resp:
+            body = await resp.json()
+        if body["status"] in ("completed", "error"):
+            return body
+        await asyncio.sleep(0.5)
+
+
+def show_upload(title: str, body: dict[str, Any]) -> None:
+    print(f"{title}: {body['status']}, processed {body['processed']} of {body['total']}")
+    for error in body.get("errors") or []:
+        where = f"row {error['index']}: " if error.get("index") is not None else ""
+        print(f"    {where}{error['reason']}")
+
+
+async def upload_conversions(session: aiohttp.ClientSession, gateway: str, outcome: dict[str, Any]) -> None:
+    task_id = outcome["task_id"]
+    print("\nuploading the level-4+ visits as offline conversions (goal '4plus')...")
+    async with session.post(
+        f"{gateway}/conversions/bulk", json={"task_id": task_id, "target": "4plus"}
+    ) as resp:
+        bulk = await resp.json()
+    if resp.status != 200:
+        raise SystemExit(f"bulk upload refused: {bulk}")
+    show_upload(
+        f"bulk upload {bulk['upload_id']}",
+        await wait_final(session, f"{gateway}/conversions/{bulk['upload_id']}/status"),
+    )
+
+    print("\na CRM webhook: create it, then post a batch as a CRM would...")
+    async with session.post(
+        f"{gateway}/webhook/offline-conversions",
+        json={
+            "name": "Demo CRM",
+            "counter_id": COUNTER,
+            "token": "sandbox-token",
+            "description": "make demo",
+        },
+    ) as resp:
+        hook = await resp.json()
+    print(f"webhook url: {hook['url']}")
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    visitor = outcome["result"]["data"][0]["clientId"] if outcome["result"]["data"] else "1"
+    batch = {
+        "conversions": [
+            {
+                "client_id": visitor,
+                "target": "purchase",
+                "date_time": when,
+                "price": 1500,
+                "currency": "RUB",
+                "purchase_id": "order123",
+            },
+            {"user_id": "user123", "target": "registration", "date_time": when},
+        ]
+    }
+    secret = {"X-Webhook-Secret": hook["secret"], "Authorization": ""}
+    url = f"{gateway}/webhook/offline-conversions/{hook['webhook_id']}"
+    async with session.post(url, json=batch, headers=secret) as resp:
+        accepted = await resp.json()
+    print(f"batch {accepted['batch_id']}: {accepted['status']}, {accepted['accepted_count']} conversions")
+    final = await wait_final(session, f"{url}/status?batch_id={accepted['batch_id']}", secret)
+    show_upload(f"webhook batch (Metrika upload ids {final['metrika_upload_id']})", final)
+
+
 async def run(stack: Stack) -> None:
     gateway = f"http://127.0.0.1:{stack.gateway_port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -139,9 +207,13 @@ async def run(stack: Stack) -> None:
         stack.start("gateway")
         await wait_http(session, f"{gateway}/health", "gateway")
         stack.start("scorer")
-        print(f"stack up: gateway {gateway}, sandbox http://127.0.0.1:{stack.sandbox_port} (logs in .run/demo/)")
+        stack.start("uploader")
+        print(
+            f"stack up: gateway {gateway}, sandbox http://127.0.0.1:{stack.sandbox_port} (logs in .run/demo/)"
+        )
         outcome = await score_a_day(session, gateway, dt.date.today() - dt.timedelta(days=1))
         summary(outcome)
+        await upload_conversions(session, gateway, outcome)
 
 
 def main() -> None:

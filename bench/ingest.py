@@ -1,0 +1,207 @@
+"""Webhook ingest throughput and latency, each next to its baseline in the same run.
+
+1. Batches of 1000 conversions through the real gateway (validated, committed to Postgres with an outbox
+   row, published to RabbitMQ with confirms) vs a bare asyncpg COPY of the same rows into the same table.
+2. Single-conversion webhook requests: requests/s and p50/p99 latency vs a bare aiohttp endpoint that only
+   parses the JSON, both as separate server processes under the same concurrent load from this process.
+
+Usage: python bench/ingest.py [--batches 30] [--singles 3000] [--concurrency 16]
+Needs PostgreSQL and RabbitMQ on loopback (make services). Uses its own database and queue prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared import broker, db  # noqa: E402
+from shared.db import batches  # noqa: E402
+
+PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+API_KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def conversions(n: int, offset: int = 0) -> list[dict[str, Any]]:
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    return [
+        {"client_id": str(10**18 + offset + i), "target": "purchase", "date_time": when, "price": 1500.5,
+         "currency": "RUB", "purchase_id": f"order{offset + i}"}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+async def wait_http(session: aiohttp.ClientSession, url: str) -> None:
+    for _ in range(200):
+        try:
+            async with session.get(url) as resp:
+                if resp.status < 500:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
+async def load(session: aiohttp.ClientSession, url: str, bodies: list[Any], headers: dict[str, str],
+               concurrency: int) -> tuple[float, list[float]]:  # fmt: skip
+    """Send every body with `concurrency` requests in flight: (requests/s, latencies in ms)."""
+    latencies: list[float] = []
+    queue = iter(bodies)
+
+    async def worker() -> None:
+        for body in queue:
+            started = time.perf_counter()
+            async with session.post(url, json=body, headers=headers) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise SystemExit(f"{url}: HTTP {resp.status}: {await resp.text()}")
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(bodies) / (time.perf_counter() - started), latencies
+
+
+async def copy_baseline(dsn: str, n_batches: int) -> float:
+    """Rows/s of a bare COPY of the same 1000-row batches into the conversions table."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        token = b"x"
+        started = time.perf_counter()
+        for i in range(n_batches):
+            batch_id = uuid.uuid4()
+            async with conn.transaction():
+                await batches.insert_batch(conn, batch_id, "webhook", 1, token, "accepted")
+                when = dt.datetime.now(dt.UTC)
+                rows = [
+                    (batch_id, j, "CLIENT_ID", str(10**18 + i * 1000 + j), "purchase", when, Decimal("1500.5"),
+                     "RUB", f"order{j}", "pending", None)
+                    for j in range(1000)
+                ]  # fmt: skip
+                await batches.insert_conversions(conn, rows)
+        return n_batches * 1000 / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+async def run(args: argparse.Namespace) -> None:
+    name = f"metrika_bench_{uuid.uuid4().hex[:8]}"
+    dsn = f"{PG_ROOT}/{name}"
+    prefix = f"bench.{uuid.uuid4().hex[:8]}"
+    await db.ensure_database(dsn)
+    gateway_port, bare_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": dsn, "AMQP_URL": AMQP_URL, "API_KEYS": API_KEY, "QUEUE_PREFIX": prefix,
+           "PORT": str(gateway_port), "WEBHOOK_RATE_PER_MINUTE": "1000000", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    procs = [start(["-m", "gateway"], env), start(["bench/bare_app.py", str(bare_port)], env)]
+    gateway = f"http://127.0.0.1:{gateway_port}"
+    try:
+        connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await wait_http(session, f"{gateway}/health")
+            await wait_http(session, f"http://127.0.0.1:{bare_port}/")
+            auth = {"Authorization": f"Bearer {API_KEY}"}
+            async with session.post(f"{gateway}/webhook/offline-conversions", headers=auth,
+                                    json={"name": "bench", "counter_id": 1, "token": "t"}) as resp:  # fmt: skip
+                hook = await resp.json()
+            url = f"{gateway}/webhook/offline-conversions/{hook['webhook_id']}"
+            secret = {"X-Webhook-Secret": hook["secret"]}
+
+            # warm both paths up
+            await load(session, url, [{"conversions": conversions(1)}] * 50, secret, 4)
+            await load(session, f"http://127.0.0.1:{bare_port}/webhook/x", [{"conversions": conversions(1)}] * 50,
+                       {}, 4)  # fmt: skip
+
+            # 1. batches of 1000, durable, vs a bare COPY
+            bodies = [{"conversions": conversions(1000, i * 1000)} for i in range(args.batches)]
+            batch_rps, _ = await load(session, url, bodies, secret, 2)
+            copy_rows = await copy_baseline(dsn, args.batches)
+            gateway_rows = batch_rps * 1000
+
+            # 2. single-conversion requests vs a bare endpoint, same load
+            singles = [{"conversions": conversions(1, i)} for i in range(args.singles)]
+            bare_rps, bare_lat = await load(
+                session, f"http://127.0.0.1:{bare_port}/webhook/x", singles, secret, args.concurrency
+            )
+            single_rps, single_lat = await load(session, url, singles, secret, args.concurrency)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        await drop(name, prefix)
+
+    print(f"webhook batches of 1000 (durable: Postgres commit + outbox + RabbitMQ confirm): "
+          f"{batch_rps:.1f} batches/s = {gateway_rows:,.0f} rows/s")  # fmt: skip
+    print(f"bare asyncpg COPY of the same rows:                                 {copy_rows:,.0f} rows/s")
+    print(f"  ratio gateway / COPY:                                             {gateway_rows / copy_rows:.2f}"
+          "   (target >= 0.50)")  # fmt: skip
+    print(f"single-conversion webhook requests, concurrency {args.concurrency}: {single_rps:,.0f} req/s, "
+          f"p50 {pct(single_lat, 50):.1f} ms, p99 {pct(single_lat, 99):.1f} ms")  # fmt: skip
+    print(f"bare aiohttp endpoint, same load:                    {bare_rps:,.0f} req/s, "
+          f"p50 {pct(bare_lat, 50):.1f} ms, p99 {pct(bare_lat, 99):.1f} ms")  # fmt: skip
+    print(f"  ratio gateway / bare:                              {single_rps / bare_rps:.2f}"
+          f"   (target >= 0.30; p99 target < 50 ms)")  # fmt: skip
+
+
+async def drop(name: str, prefix: str) -> None:
+    conn = await asyncpg.connect(f"{PG_ROOT}/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+    import aio_pika
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        topology = broker.Topology(prefix)
+        for key in broker.ROUTING_KEYS:
+            await channel.queue_delete(topology.queue(key))
+            await channel.queue_delete(topology.dead_queue(key))
+        await channel.exchange_delete(topology.exchange)
+        await channel.exchange_delete(topology.dead_exchange)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--singles", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
