@@ -48,10 +48,16 @@ def free_port() -> int:
 def conversions(n: int, offset: int = 0) -> list[dict[str, Any]]:
     when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
     return [
-        {"client_id": str(10**18 + offset + i), "target": "purchase", "date_time": when, "price": 1500.5,
-         "currency": "RUB", "purchase_id": f"order{offset + i}"}
+        {
+            "client_id": str(10**18 + offset + i),
+            "target": "purchase",
+            "date_time": when,
+            "price": 1500.5,
+            "currency": "RUB",
+            "purchase_id": f"order{offset + i}",
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 async def wait_http(session: aiohttp.ClientSession, url: str) -> None:
@@ -70,8 +76,9 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
 
-async def load(session: aiohttp.ClientSession, url: str, bodies: list[Any], headers: dict[str, str],
-               concurrency: int) -> tuple[float, list[float]]:  # fmt: skip
+async def load(
+    session: aiohttp.ClientSession, url: str, bodies: list[Any], headers: dict[str, str], concurrency: int
+) -> tuple[float, list[float]]:
     """Send every body with `concurrency` requests in flight: (requests/s, latencies in ms)."""
     latencies: list[float] = []
     queue = iter(bodies)
@@ -102,10 +109,21 @@ async def copy_baseline(dsn: str, n_batches: int) -> float:
                 await batches.insert_batch(conn, batch_id, "webhook", 1, token, "accepted")
                 when = dt.datetime.now(dt.UTC)
                 rows = [
-                    (batch_id, j, "CLIENT_ID", str(10**18 + i * 1000 + j), "purchase", when, Decimal("1500.5"),
-                     "RUB", f"order{j}", "pending", None)
+                    (
+                        batch_id,
+                        j,
+                        "CLIENT_ID",
+                        str(10**18 + i * 1000 + j),
+                        "purchase",
+                        when,
+                        Decimal("1500.5"),
+                        "RUB",
+                        f"order{j}",
+                        "pending",
+                        None,
+                    )
                     for j in range(1000)
-                ]  # fmt: skip
+                ]
                 await batches.insert_conversions(conn, rows)
         return n_batches * 1000 / (time.perf_counter() - started)
     finally:
@@ -122,8 +140,16 @@ async def run(args: argparse.Namespace) -> None:
     prefix = f"bench.{uuid.uuid4().hex[:8]}"
     await db.ensure_database(dsn)
     gateway_port, bare_port = free_port(), free_port()
-    env = {**os.environ, "DATABASE_URL": dsn, "AMQP_URL": AMQP_URL, "API_KEYS": API_KEY, "QUEUE_PREFIX": prefix,
-           "PORT": str(gateway_port), "WEBHOOK_RATE_PER_MINUTE": "1000000", "LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "AMQP_URL": AMQP_URL,
+        "API_KEYS": API_KEY,
+        "QUEUE_PREFIX": prefix,
+        "PORT": str(gateway_port),
+        "WEBHOOK_RATE_PER_MINUTE": "1000000",
+        "LOG_LEVEL": "WARNING",
+    }
     procs = [start(["-m", "gateway"], env), start(["bench/bare_app.py", str(bare_port)], env)]
     gateway = f"http://127.0.0.1:{gateway_port}"
     try:
@@ -132,16 +158,24 @@ async def run(args: argparse.Namespace) -> None:
             await wait_http(session, f"{gateway}/health")
             await wait_http(session, f"http://127.0.0.1:{bare_port}/")
             auth = {"Authorization": f"Bearer {API_KEY}"}
-            async with session.post(f"{gateway}/webhook/offline-conversions", headers=auth,
-                                    json={"name": "bench", "counter_id": 1, "token": "t"}) as resp:  # fmt: skip
+            async with session.post(
+                f"{gateway}/webhook/offline-conversions",
+                headers=auth,
+                json={"name": "bench", "counter_id": 1, "token": "t"},
+            ) as resp:
                 hook = await resp.json()
             url = f"{gateway}/webhook/offline-conversions/{hook['webhook_id']}"
             secret = {"X-Webhook-Secret": hook["secret"]}
 
             # warm both paths up
             await load(session, url, [{"conversions": conversions(1)}] * 50, secret, 4)
-            await load(session, f"http://127.0.0.1:{bare_port}/webhook/x", [{"conversions": conversions(1)}] * 50,
-                       {}, 4)  # fmt: skip
+            await load(
+                session,
+                f"http://127.0.0.1:{bare_port}/webhook/x",
+                [{"conversions": conversions(1)}] * 50,
+                {},
+                4,
+            )
 
             # 1. batches of 1000, durable, vs a bare COPY
             bodies = [{"conversions": conversions(1000, i * 1000)} for i in range(args.batches)]
@@ -161,17 +195,27 @@ async def run(args: argparse.Namespace) -> None:
             proc.wait(timeout=10)
         await drop(name, prefix)
 
-    print(f"webhook batches of 1000 (durable: Postgres commit + outbox + RabbitMQ confirm): "
-          f"{batch_rps:.1f} batches/s = {gateway_rows:,.0f} rows/s")  # fmt: skip
+    print(
+        f"webhook batches of 1000 (durable: Postgres commit + outbox + RabbitMQ confirm): "
+        f"{batch_rps:.1f} batches/s = {gateway_rows:,.0f} rows/s"
+    )
     print(f"bare asyncpg COPY of the same rows:                                 {copy_rows:,.0f} rows/s")
-    print(f"  ratio gateway / COPY:                                             {gateway_rows / copy_rows:.2f}"
-          "   (target >= 0.50)")  # fmt: skip
-    print(f"single-conversion webhook requests, concurrency {args.concurrency}: {single_rps:,.0f} req/s, "
-          f"p50 {pct(single_lat, 50):.1f} ms, p99 {pct(single_lat, 99):.1f} ms")  # fmt: skip
-    print(f"bare aiohttp endpoint, same load:                    {bare_rps:,.0f} req/s, "
-          f"p50 {pct(bare_lat, 50):.1f} ms, p99 {pct(bare_lat, 99):.1f} ms")  # fmt: skip
-    print(f"  ratio gateway / bare:                              {single_rps / bare_rps:.2f}"
-          f"   (target >= 0.30; p99 target < 50 ms)")  # fmt: skip
+    print(
+        f"  ratio gateway / COPY:                                             {gateway_rows / copy_rows:.2f}"
+        "   (target >= 0.50)"
+    )
+    print(
+        f"single-conversion webhook requests, concurrency {args.concurrency}: {single_rps:,.0f} req/s, "
+        f"p50 {pct(single_lat, 50):.1f} ms, p99 {pct(single_lat, 99):.1f} ms"
+    )
+    print(
+        f"bare aiohttp endpoint, same load:                    {bare_rps:,.0f} req/s, "
+        f"p50 {pct(bare_lat, 50):.1f} ms, p99 {pct(bare_lat, 99):.1f} ms"
+    )
+    print(
+        f"  ratio gateway / bare:                              {single_rps / bare_rps:.2f}"
+        f"   (target >= 0.30; p99 target < 50 ms)"
+    )
 
 
 async def drop(name: str, prefix: str) -> None:
