@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import health, tasks
+from gateway import conversions, health, tasks, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -12,3 +12,14 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/tasks", tasks.create_task)
     app.router.add_get("/tasks/{task_id}/status", tasks.task_status)
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)
+    app.router.add_get("/tasks/{task_id}/conversions", conversions.task_conversions)
+    app.router.add_post("/conversions/bulk", conversions.create_bulk)
+    app.router.add_post("/conversions/single", conversions.create_single)
+    app.router.add_get("/conversions/{upload_id}/status", conversions.upload_status)
+    app.router.add_post("/webhook/offline-conversions", webhooks.create_webhook)
+    app.router.add_get("/webhook/offline-conversions", webhooks.list_webhooks)
+    app.router.add_patch("/webhook/offline-conversions/{webhook_id}", webhooks.update_webhook)
+    app.router.add_post("/webhook/offline-conversions/{webhook_id}/rotate-secret", webhooks.rotate_secret)
+    # under the webhook's secret, not the API key
+    app.router.add_post("/webhook/offline-conversions/{webhook_id}", webhooks.submit)
+    app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 YANDEX_API_URL = "https://api-metrika.yandex.net"
@@ -46,6 +48,25 @@ class Settings(BaseSettings):
     upload_processing_timeout_s: float = 24 * 3600.0
     http_retry_attempts: int = 6
     http_retry_max_s: float = 60.0
+
+    # offline conversions: a date_time without a zone (and a Logs API visit time) is in this zone
+    counter_timezone: str = "Europe/Moscow"
+    # older conversions are refused: Metrika links a conversion only to a recent visit
+    conversion_max_age_days: int = 90
+    # webhook submissions per webhook and minute, counted in Postgres so every gateway replica shares it
+    webhook_rate_per_minute: int = 60
+
+    @field_validator("counter_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name like Europe/Moscow") from exc
+        return value
+
+    def counter_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.counter_timezone)
 
     def api_key_set(self) -> frozenset[str]:
         return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())

@@ -243,3 +243,20 @@ async def file_states(db: Executor, batch_id: uuid.UUID) -> list[str]:
 
 async def count_ok_rows(db: Executor, batch_id: uuid.UUID) -> int:
     return int(await db.fetchval(COUNT_OK_ROWS, batch_id))
+
+
+# the first `limit` row errors of each batch, with the batch's count of them: a failed file fails every
+# row with the same reason, and a status answer should not grow with the batch
+FIRST_ROW_ERRORS = """
+SELECT batch_id, idx, reason, errors_total FROM (
+    SELECT batch_id, idx, reason, row_number() OVER (PARTITION BY batch_id ORDER BY idx) AS n,
+           count(*) OVER (PARTITION BY batch_id) AS errors_total
+    FROM conversions WHERE batch_id = ANY($1::uuid[]) AND status = 'error'
+) e
+WHERE n <= $2 ORDER BY batch_id, idx
+"""
+
+
+async def first_row_errors(db: Executor, batch_ids: list[uuid.UUID], limit: int) -> list[asyncpg.Record]:
+    """Per batch: its first `limit` failed rows (batch_id, idx, reason) and `errors_total`."""
+    return list(await db.fetch(FIRST_ROW_ERRORS, batch_ids, limit))

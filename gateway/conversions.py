@@ -1,0 +1,257 @@
+"""Offline-conversion endpoints (bulk from a task, single, status), and the batch storage, limits and status
+object the webhook endpoints share."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from gateway import keys
+from gateway.bodies import parse_body, unprocessable
+from shared import broker, errors
+from shared.conversions import Checked, Conversion, Rules, check_row
+from shared.db import Executor, batches, outbox, tasks
+from shared.schemas import ConversionsBulk, UploadBatch, UploadCredentials
+from shared.settings import Settings
+
+# the webhook document's limits; the body limit equals the gateway's client_max_size (gateway.app)
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_CONVERSIONS = 1000
+BODY_TOO_LARGE = (
+    f"Request body is larger than the 10 MB limit ({MAX_BODY_BYTES} bytes); send fewer conversions"
+)
+# row errors listed per batch in a status answer; the rest are counted
+MAX_LISTED_ROW_ERRORS = 1000
+
+
+async def create_bulk(request: web.Request) -> web.Response:
+    body = await parse_body(request, ConversionsBulk)
+    task = await _task(request, body.task_id)
+    if task["status"] == "failed":
+        raise errors.Conflict(f"Task failed: {task['error']}")
+    if task["status"] != "completed":
+        raise errors.Conflict("Task not finished")
+    visits = await tasks.all_visits(request.app[keys.PG_POOL], task["id"])
+    if not visits:
+        raise errors.Conflict("Task has no level-4+ visits: there is nothing to upload")
+    cipher = request.app[keys.CIPHER]
+    token = body.token
+    if token is None:
+        try:
+            token = cipher.decrypt(task["token_enc"])
+        except errors.Permanent:
+            token = None  # stored under another encryption key: fall back to the environment
+    token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
+    zone = request.app[keys.SETTINGS].counter_zone()
+    batch_id = uuid.uuid4()
+    records = [
+        Conversion(
+            index=i,
+            id_type="CLIENT_ID",
+            identifier=visit["client_id"],
+            target=body.target,
+            # the Logs API reports visit times in the counter's time zone
+            date_time=visit["date_time"].replace(tzinfo=zone).astimezone(dt.UTC),
+        ).record(batch_id)
+        for i, visit in enumerate(visits)
+    ]
+    await store_batch(
+        request, batch_id, "bulk", counter, cipher.encrypt(token), "pending", records, task_id=task["id"]
+    )
+    return web.json_response({"upload_id": str(batch_id), "status": "pending"})
+
+
+async def create_single(request: web.Request) -> web.Response:
+    data = await read_body(request)
+    if not isinstance(data, dict):
+        raise unprocessable([{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}])
+    credentials = UploadCredentials.model_validate(data)  # a ValidationError is a 422 (error middleware)
+    settings = request.app[keys.SETTINGS]
+    token, counter = _credentials(settings, credentials.token, credentials.counter)
+    row = check_row(data, 0, rules(settings))
+    if not isinstance(row, Conversion):
+        raise invalid_rows(Checked([], [row]), 1)
+    batch_id = uuid.uuid4()
+    token_enc = request.app[keys.CIPHER].encrypt(token)
+    await store_batch(request, batch_id, "single", counter, token_enc, "pending", [row.record(batch_id)])
+    return web.json_response({"upload_id": str(batch_id), "status": "pending"})
+
+
+async def upload_status(request: web.Request) -> web.Response:
+    pool = request.app[keys.PG_POOL]
+    try:
+        batch_id = uuid.UUID(request.match_info["upload_id"])
+    except ValueError:
+        raise errors.NotFound("Upload not found") from None
+    row = await batches.status(pool, batch_id)
+    if row is None:
+        raise errors.NotFound("Upload not found")
+    return web.json_response((await status_objects(pool, [row]))[0])
+
+
+async def task_conversions(request: web.Request) -> web.Response:
+    try:
+        task_id = uuid.UUID(request.match_info["task_id"])
+    except ValueError:
+        raise errors.NotFound("Task not found") from None
+    task = await _task(request, task_id)
+    pool = request.app[keys.PG_POOL]
+    return web.json_response(await status_objects(pool, await batches.list_for_task(pool, task["id"])))
+
+
+def rules(settings: Settings) -> Rules:
+    return Rules.current(settings.counter_zone(), settings.conversion_max_age_days)
+
+
+async def read_body(request: web.Request) -> Any:
+    """The JSON body, with the size limit stated in the answer (aiohttp's own 413 does not say it)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(BODY_TOO_LARGE)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
+        raise errors.PayloadTooLarge(BODY_TOO_LARGE) from None
+    try:
+        return json.loads(raw)
+    # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; deep nesting recurses
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise unprocessable(
+            [{"loc": ["body"], "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}]
+        ) from None
+
+
+def check_count(rows: Sequence[Any]) -> None:
+    if len(rows) > MAX_CONVERSIONS:
+        raise errors.PayloadTooLarge(
+            f"Too many conversions: {len(rows)} in one request, at most {MAX_CONVERSIONS}; split them"
+        )
+    if not rows:
+        raise errors.BadRequest(f"conversions is empty: send 1 to {MAX_CONVERSIONS} conversions")
+
+
+def invalid_rows(checked: Checked, total: int) -> web.HTTPException:
+    body = {
+        "detail": f"{len(checked.rejected)} of {total} conversions are invalid; nothing was stored",
+        "errors": [error.as_dict() for error in checked.errors],
+    }
+    return web.HTTPBadRequest(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
+
+
+async def store_batch(
+    request: web.Request,
+    batch_id: uuid.UUID,
+    source: str,
+    counter_id: int,
+    token_enc: bytes,
+    status: str,
+    records: Sequence[tuple[Any, ...]],
+    *,
+    task_id: uuid.UUID | None = None,
+    webhook_id: uuid.UUID | None = None,
+) -> None:
+    """The batch, every row and its outbox message in one transaction, then an immediate publish try."""
+    pool = request.app[keys.PG_POOL]
+    async with pool.acquire() as conn, conn.transaction():
+        await batches.insert_batch(
+            conn, batch_id, source, counter_id, token_enc, status, task_id=task_id, webhook_id=webhook_id
+        )
+        await batches.insert_conversions(conn, records)
+        message = UploadBatch(batch_id=batch_id).model_dump(mode="json")
+        outbox_id = await outbox.add(conn, broker.CONVERSION_UPLOADS, message)
+    await request.app[keys.RELAY].publish_now(outbox_id)
+
+
+async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:
+    """Status answers for batches.status rows: the upload shape, or the webhook document's shape."""
+    problems = await _problems(db, [row["id"] for row in rows])
+    answers: list[Any] = []
+    for row in rows:
+        batch_error = [{"index": None, "reason": row["error"]}] if row["error"] else []
+        found = batch_error + problems[row["id"]] or None
+        if webhook:
+            answers.append(
+                {
+                    "batch_id": str(row["id"]),
+                    "status": row["status"],
+                    "webhook_id": str(row["webhook_id"]) if row["webhook_id"] else None,
+                    "counter_id": row["counter_id"],
+                    "created_at": iso_utc(row["created_at"]),
+                    "updated_at": iso_utc(row["updated_at"]),
+                    "metrika_upload_id": row["metrika_upload_id"],
+                    "total": row["total"],
+                    "processed": row["processed"],
+                    "errors": found,
+                }
+            )
+        else:
+            answers.append(
+                {
+                    "upload_id": str(row["id"]),
+                    "status": row["status"],
+                    "errors": found,
+                    "processed": row["processed"],
+                    "total": row["total"],
+                }
+            )
+    return answers
+
+
+def iso_utc(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def _problems(db: Executor, batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:
+    """Per batch: its failed rows (the first ones, the rest counted), then Metrika's notes per file."""
+    found: dict[uuid.UUID, list[dict[str, Any]]] = {batch_id: [] for batch_id in batch_ids}
+    if not batch_ids:
+        return found
+    failed: dict[uuid.UUID, int] = {}
+    for row in await batches.first_row_errors(db, batch_ids, MAX_LISTED_ROW_ERRORS):
+        found[row["batch_id"]].append({"index": row["idx"], "reason": row["reason"]})
+        failed[row["batch_id"]] = row["errors_total"]
+    for batch_id, total in failed.items():
+        if total > MAX_LISTED_ROW_ERRORS:
+            more = total - MAX_LISTED_ROW_ERRORS
+            found[batch_id].append({"index": None, "reason": f"{more} more failed row(s) not listed"})
+    for note in await batches.file_notes(db, batch_ids):
+        found[note["batch_id"]].append(
+            {"index": None, "id_type": note["id_type"], "reason": _file_note(note)}
+        )
+    return found
+
+
+def _file_note(note: asyncpg.Record) -> str:
+    parts = [f"Metrika linked {note['linked_quantity'] or 0} of {_rows(note['line_quantity'] or 0)}"]
+    if note["user_not_found_quantity"]:
+        parts.append(f"{_rows(note['user_not_found_quantity'])}: visitor not found")
+    if note["goal_not_found_quantity"]:
+        parts.append(f"{_rows(note['goal_not_found_quantity'])}: goal not found")
+    return "; ".join(parts)
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _credentials(settings: Settings, token: str | None, counter: int | None) -> tuple[str, int]:
+    token = token or (settings.metrika_token.get_secret_value() if settings.metrika_token else None)
+    if not token:
+        raise errors.BadRequest("token is required (in body or env)")
+    counter = counter or settings.metrika_counter
+    if not counter:
+        raise errors.BadRequest("counter is required (in body or env)")
+    return token, counter
+
+
+async def _task(request: web.Request, task_id: uuid.UUID) -> asyncpg.Record:
+    task = await tasks.get(request.app[keys.PG_POOL], task_id)
+    if task is None:
+        raise errors.NotFound("Task not found")
+    return task

@@ -1,0 +1,258 @@
+"""The rules one offline conversion must pass before it is stored; the same for every way rows arrive.
+
+A row is a JSON object with:
+
+- `target` (required): the goal identifier, 1..255 characters, no control characters.
+- `date_time` (required): ISO 8601 with a time of day, e.g. `2025-07-01T12:34:56` or `...+03:00` / `...Z`.
+  A time without a zone is in the counter's time zone (setting `counter_timezone`, Europe/Moscow by
+  default). It may not be in the future (60 s of clock skew allowed) nor older than `max_age`: Metrika
+  links a conversion only to a recent visit, so an old one would never be attributed.
+- at least one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or JSON integers
+  (kept as their exact decimal text; a fraction or exponent cannot carry an exact id and is refused).
+  With several, the first of client_id, user_id, yclid is used; every one sent must still be valid.
+- `price` (optional): a non-negative finite number. `currency` (optional): an active ISO 4217 code,
+  case-insensitive. `purchase_id` (optional): 1..255 characters.
+
+`null` or an empty string means "not given" for the optional fields and the identifiers. Other fields are
+ignored. Every field parser raises ValueError with the reason, so pydantic validators can reuse them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+from shared.currencies import ISO_4217
+
+T = TypeVar("T")
+IdType = Literal["CLIENT_ID", "USER_ID", "YCLID"]
+# the order decides which identifier a row uses when it carries several
+ID_FIELDS: tuple[tuple[str, IdType], ...] = (
+    ("client_id", "CLIENT_ID"),
+    ("user_id", "USER_ID"),
+    ("yclid", "YCLID"),
+)
+MAX_ID_CHARS = 128
+MAX_TEXT_CHARS = 255
+CLOCK_SKEW = dt.timedelta(seconds=60)
+DEFAULT_MAX_AGE_DAYS = 90
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# fromisoformat also reads a bare date as midnight; a conversion needs its time of day
+_HAS_TIME = re.compile(r"^\d{4}-?\d{2}-?\d{2}[T ]\d", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a row is judged against: the zone of naive times, the current instant, the oldest allowed."""
+
+    tz: dt.tzinfo
+    now: dt.datetime
+    max_age: dt.timedelta = dt.timedelta(days=DEFAULT_MAX_AGE_DAYS)
+
+    @classmethod
+    def current(cls, tz: dt.tzinfo, max_age_days: int = DEFAULT_MAX_AGE_DAYS) -> Rules:
+        return cls(tz, dt.datetime.now(dt.UTC), dt.timedelta(days=max_age_days))
+
+
+@dataclass(frozen=True)
+class RowError:
+    index: int
+    field: str | None  # None: the row as a whole
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """A valid row; `date_time` is aware (UTC)."""
+
+    index: int
+    id_type: IdType
+    identifier: str
+    target: str
+    date_time: dt.datetime
+    price: Decimal | None = None
+    currency: str | None = None
+    purchase_id: str | None = None
+
+    def record(self, batch_id: uuid.UUID) -> tuple[Any, ...]:
+        """The row for batches.insert_conversions (CONVERSION_COLUMNS), waiting for upload."""
+        return (
+            batch_id, self.index, self.id_type, self.identifier, self.target, self.date_time, self.price,
+            self.currency, self.purchase_id, "pending", None,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """An invalid row; its identifier is kept when it was readable, so the status can point at it."""
+
+    index: int
+    errors: tuple[RowError, ...]
+    id_type: IdType | None = None
+    identifier: str | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{e.field}: {e.reason}" if e.field else e.reason for e in self.errors)
+
+    def record(self, batch_id: uuid.UUID) -> tuple[Any, ...]:
+        """The row stored with status 'error' when a partial batch is accepted."""
+        return (
+            batch_id, self.index, self.id_type, self.identifier, None, None, None, None, None, "error",
+            self.reason,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Checked:
+    valid: list[Conversion]
+    rejected: list[Rejected]
+
+    @property
+    def errors(self) -> list[RowError]:
+        return [error for row in self.rejected for error in row.errors]
+
+
+def check_rows(raws: Sequence[Any], rules: Rules) -> Checked:
+    valid: list[Conversion] = []
+    rejected: list[Rejected] = []
+    for index, raw in enumerate(raws):
+        row = check_row(raw, index, rules)
+        if isinstance(row, Conversion):
+            valid.append(row)
+        else:
+            rejected.append(row)
+    return Checked(valid, rejected)
+
+
+def check_row(raw: Any, index: int, rules: Rules) -> Conversion | Rejected:
+    if not isinstance(raw, dict):
+        return Rejected(index, (RowError(index, None, "each conversion must be a JSON object"),))
+    errors: list[RowError] = []
+
+    def field(name: str, parse: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return parse(raw.get(name), *args)
+        except ValueError as exc:
+            errors.append(RowError(index, name, str(exc)))
+            return None
+
+    ids = [(id_type, field(name, parse_identifier)) for name, id_type in ID_FIELDS if given(raw.get(name))]
+    if not ids:
+        errors.append(RowError(index, "client_id", "one of client_id, user_id, yclid is required"))
+    target = field("target", parse_target)
+    when = field("date_time", parse_date_time, rules)
+    price = field("price", optional(parse_price))
+    currency = field("currency", optional(parse_currency))
+    purchase_id = field("purchase_id", optional(parse_purchase_id))
+    id_type, identifier = ids[0] if ids else (None, None)
+    if errors:
+        return Rejected(index, tuple(errors), id_type if identifier else None, identifier)
+    assert id_type is not None and identifier is not None
+    return Conversion(index, id_type, identifier, target, when, price, currency, purchase_id)
+
+
+def given(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def optional(parse: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    def parse_optional(value: Any) -> T | None:
+        return parse(value) if given(value) else None
+
+    return parse_optional
+
+
+def parse_target(value: Any) -> str:
+    return _text(value, MAX_TEXT_CHARS, required=True)
+
+
+def parse_identifier(value: Any) -> str:
+    return _text(value, MAX_ID_CHARS)
+
+
+def parse_purchase_id(value: Any) -> str:
+    return _text(value, MAX_TEXT_CHARS)
+
+
+def parse_date_time(value: Any, rules: Rules) -> dt.datetime:
+    if not given(value):
+        raise ValueError("is required")
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 string, e.g. 2025-07-01T12:34:56")
+    text = value.strip()
+    try:
+        if len(text) > 64 or not _HAS_TIME.match(text):
+            raise ValueError
+        parsed = dt.datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=rules.tz)
+        when = parsed.astimezone(dt.UTC)
+    except (ValueError, OverflowError):
+        raise ValueError(
+            "is not an ISO 8601 date and time, e.g. 2025-07-01T12:34:56 (counter time zone) "
+            "or 2025-07-01T09:34:56Z"
+        ) from None
+    if when > rules.now + CLOCK_SKEW:
+        raise ValueError("is in the future; Metrika refuses conversions that have not happened yet")
+    if when < rules.now - rules.max_age:
+        raise ValueError(
+            f"is more than {rules.max_age.days} days old; Metrika links a conversion only to a recent "
+            "visit, so it would never be attributed"
+        )
+    return when
+
+
+def parse_price(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise ValueError("must be a number")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        # repr is the shortest text that reads back as the same float: what the sender wrote
+        value = Decimal(repr(value))
+    price = Decimal(value)
+    if not price.is_finite():
+        raise ValueError("must be a finite number")
+    if price < 0:
+        raise ValueError("must not be negative")
+    return price
+
+
+def parse_currency(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a 3-letter ISO 4217 code, e.g. RUB")
+    code = value.strip().upper()
+    if code not in ISO_4217:
+        shown = f"'{code}' " if len(code) <= 8 and code.isascii() and code.isalnum() else ""
+        raise ValueError(f"{shown}is not an active ISO 4217 currency code, e.g. RUB, USD, EUR")
+    return code
+
+
+def _text(value: Any, max_chars: int, *, required: bool = False) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ValueError("is required" if required else "must not be empty")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a JSON integer is exact at any size: keep its digits
+    if isinstance(value, float | Decimal):
+        raise ValueError("must be a string (a number with a fraction or exponent cannot carry an exact id)")
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    text = value.strip()
+    if len(text) > max_chars:
+        raise ValueError(f"is longer than {max_chars} characters")
+    if _CONTROL.search(text):
+        raise ValueError("must not contain control characters")
+    if _SURROGATE.search(text):  # a JSON \ud800 escape decodes to a lone surrogate, which is not storable
+        raise ValueError("must be valid Unicode text")
+    return text

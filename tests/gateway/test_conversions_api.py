@@ -1,0 +1,328 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+
+import aio_pika
+
+from shared import broker
+from shared.crypto import TokenCipher
+from shared.db import batches, tasks
+from tests.conftest import AMQP_URL, API_KEY, override
+
+MSK = dt.timezone(dt.timedelta(hours=3))  # Europe/Moscow has had no DST since 2014
+
+
+def recent(hours: float = 1) -> dt.datetime:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)).replace(microsecond=0)
+
+
+def single(**fields):
+    body = {
+        "client_id": "175085690441127503",
+        "target": "purchase",
+        "date_time": recent().isoformat(),
+        "token": "oauth-single",
+        "counter": 123456,
+    }
+    return body | fields
+
+
+async def counts(pool):
+    return [
+        await pool.fetchval(f"SELECT count(*) FROM {table}") for table in ("batches", "conversions", "outbox")
+    ]
+
+
+async def completed_task(pool, settings, n: int, token: str = "task-token") -> uuid.UUID:
+    """A finished scoring task with `n` level-4+ visits (naive Moscow times, as the Logs API gives them)."""
+    task_id = uuid.uuid4()
+    token_enc = TokenCipher(settings.token_encryption_key).encrypt(token)
+    await tasks.insert(pool, task_id, dt.date(2025, 7, 1), 777, token_enc)
+    await tasks.claim(pool, task_id)
+    rows = [
+        (
+            task_id,
+            i,
+            str(2**64 - 1 - i),
+            str(2**63 + i),
+            dt.datetime(2025, 7, 1, 12) + dt.timedelta(seconds=i),
+            100,
+            0.9,
+            "v1",
+        )
+        for i in range(n)
+    ]
+    async with pool.acquire() as conn:
+        assert await tasks.store_result(conn, task_id, rows, total_visits=n * 4, model_version="v1")
+    return task_id
+
+
+async def test_single_is_stored_and_published(gateway, settings, pool):
+    when = recent(3)
+    resp = await gateway.post(
+        "/conversions/single",
+        json=single(
+            date_time=when.astimezone(MSK).isoformat()[:19], price=1500.50, currency="RUB", purchase_id="p1"
+        ),
+    )
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["status"] == "pending" and set(body) == {"upload_id", "status"}
+    batch_id = uuid.UUID(body["upload_id"])
+
+    batch = await pool.fetchrow("SELECT * FROM batches WHERE id = $1", batch_id)
+    assert (batch["source"], batch["status"], batch["counter_id"]) == ("single", "pending", 123456)
+    assert b"oauth-single" not in bytes(batch["token_enc"])
+    assert TokenCipher(settings.token_encryption_key).decrypt(batch["token_enc"]) == "oauth-single"
+    row = await pool.fetchrow("SELECT * FROM conversions WHERE batch_id = $1", batch_id)
+    assert (row["idx"], row["id_type"], row["identifier"], row["target"]) == (
+        0,
+        "CLIENT_ID",
+        "175085690441127503",
+        "purchase",
+    )
+    assert row["date_time"] == when  # the naive time was read as Moscow time
+    assert (row["price"], row["currency"], row["purchase_id"], row["status"]) == (
+        Decimal("1500.5"),
+        "RUB",
+        "p1",
+        "pending",
+    )
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(
+            broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
+        )
+        message = await queue.get(timeout=5)
+        assert json.loads(message.body) == {"batch_id": str(batch_id)}
+        await message.ack()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+
+async def test_single_ids_and_zones(gateway, pool):
+    when = recent(5)
+    resp = await gateway.post(
+        "/conversions/single", json=single(client_id=None, yclid=2**64 - 1, date_time=when.isoformat())
+    )
+    assert resp.status == 200
+    row = await pool.fetchrow("SELECT id_type, identifier, date_time FROM conversions")
+    assert (row["id_type"], row["identifier"], row["date_time"]) == ("YCLID", str(2**64 - 1), when)
+
+    resp = await gateway.post("/conversions/single", json=single(client_id=1.75085690441127e17))
+    assert resp.status == 400
+    assert (await resp.json())["errors"][0]["field"] == "client_id"
+
+
+async def test_single_invalid_row_is_400_and_stores_nothing(gateway, pool):
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
+    resp = await gateway.post(
+        "/conversions/single", json=single(date_time=future, price=-1, currency="rubles")
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["detail"] == "1 of 1 conversions are invalid; nothing was stored"
+    assert {e["field"] for e in body["errors"]} == {"date_time", "price", "currency"}
+    assert all(e["index"] == 0 for e in body["errors"])
+    assert "oauth-single" not in json.dumps(body)
+    assert await counts(pool) == [0, 0, 0]
+
+    for data in (b"{nope", b"[1, 2]"):
+        resp = await gateway.post(
+            "/conversions/single", data=data, headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 422 and isinstance((await resp.json())["detail"], list)
+    resp = await gateway.post("/conversions/single", json=single(counter="abc"))
+    assert resp.status == 422
+    assert await counts(pool) == [0, 0, 0]
+
+
+async def test_single_token_and_counter_fall_back_to_settings(gateway, settings, aiohttp_client, pool):
+    resp = await gateway.post("/conversions/single", json=single(token=None))
+    assert resp.status == 400 and await resp.json() == {"detail": "token is required (in body or env)"}
+    resp = await gateway.post("/conversions/single", json=single(counter=None))
+    assert resp.status == 400 and await resp.json() == {"detail": "counter is required (in body or env)"}
+    assert await counts(pool) == [0, 0, 0]
+
+    from gateway.app import create_app
+
+    app = create_app(override(settings, metrika_token="env-token", metrika_counter=42))
+    client = await aiohttp_client(app, headers={"Authorization": f"Bearer {API_KEY}"})
+    resp = await client.post("/conversions/single", json=single(token=None, counter=None))
+    assert resp.status == 200
+    batch = await pool.fetchrow("SELECT counter_id, token_enc FROM batches")
+    assert batch["counter_id"] == 42
+    assert TokenCipher(settings.token_encryption_key).decrypt(batch["token_enc"]) == "env-token"
+
+
+async def test_bulk_from_a_completed_task(gateway, settings, pool):
+    task_id = await completed_task(pool, settings, 3)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["status"] == "pending"
+    batch_id = uuid.UUID(body["upload_id"])
+
+    batch = await pool.fetchrow("SELECT * FROM batches WHERE id = $1", batch_id)
+    assert (batch["source"], batch["status"], batch["task_id"], batch["counter_id"]) == (
+        "bulk",
+        "pending",
+        task_id,
+        777,
+    )
+    # the task's own token, re-encrypted onto the batch
+    assert TokenCipher(settings.token_encryption_key).decrypt(batch["token_enc"]) == "task-token"
+    rows = await pool.fetch("SELECT * FROM conversions WHERE batch_id = $1 ORDER BY idx", batch_id)
+    assert [(r["idx"], r["id_type"], r["identifier"], r["target"]) for r in rows] == [
+        (i, "CLIENT_ID", str(2**63 + i), "4plus") for i in range(3)
+    ]
+    # 12:00 Moscow is 09:00 UTC
+    assert [r["date_time"] for r in rows] == [
+        dt.datetime(2025, 7, 1, 9, 0, i, tzinfo=dt.UTC) for i in range(3)
+    ]
+    assert {r["status"] for r in rows} == {"pending"} and {r["price"] for r in rows} == {None}
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE body->>'batch_id' = $1", str(batch_id)) == 1
+
+    resp = await gateway.post(
+        "/conversions/bulk", json={"task_id": str(task_id), "target": "lead", "counter": 5, "token": "own"}
+    )
+    batch = await pool.fetchrow(
+        "SELECT * FROM batches WHERE id = $1", uuid.UUID((await resp.json())["upload_id"])
+    )
+    assert batch["counter_id"] == 5
+    assert TokenCipher(settings.token_encryption_key).decrypt(batch["token_enc"]) == "own"
+
+
+async def test_bulk_refusals(gateway, settings, pool):
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(uuid.uuid4()), "target": "4plus"})
+    assert resp.status == 404 and await resp.json() == {"detail": "Task not found"}
+
+    pending = uuid.uuid4()
+    await tasks.insert(pool, pending, dt.date(2025, 7, 1), 1, b"x")
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(pending), "target": "4plus"})
+    assert resp.status == 409 and await resp.json() == {"detail": "Task not finished"}
+
+    empty = await completed_task(pool, settings, 0)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(empty), "target": "4plus"})
+    assert resp.status == 409 and "no level-4+ visits" in (await resp.json())["detail"]
+
+    for body in (
+        {"task_id": "nope", "target": "4plus"},
+        {"task_id": str(empty)},
+        {"task_id": str(empty), "target": ""},
+    ):
+        assert (await gateway.post("/conversions/bulk", json=body)).status == 422
+    assert await counts(pool) == [0, 0, 0]
+
+
+async def test_bulk_with_an_unreadable_task_token_needs_one(gateway, settings, pool):
+    task_id = await completed_task(pool, settings, 1)
+    await pool.execute("UPDATE tasks SET token_enc = 'garbage' WHERE id = $1", task_id)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
+    assert resp.status == 400 and await resp.json() == {"detail": "token is required (in body or env)"}
+    resp = await gateway.post(
+        "/conversions/bulk", json={"task_id": str(task_id), "target": "4plus", "token": "t"}
+    )
+    assert resp.status == 200
+
+
+async def test_status_shapes(gateway, settings, pool):
+    for path in (f"/conversions/{uuid.uuid4()}/status", "/conversions/42/status"):
+        resp = await gateway.get(path)
+        assert resp.status == 404 and await resp.json() == {"detail": "Upload not found"}
+
+    task_id = await completed_task(pool, settings, 4)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
+    upload_id = (await resp.json())["upload_id"]
+    resp = await gateway.get(f"/conversions/{upload_id}/status")
+    assert resp.status == 200
+    assert await resp.json() == {
+        "upload_id": upload_id,
+        "status": "pending",
+        "errors": None,
+        "processed": 0,
+        "total": 4,
+    }
+
+    # what the uploader leaves behind: a failed row, a processed file with unlinked rows, a batch error
+    batch_id = uuid.UUID(upload_id)
+    await batches.fail_rows(pool, batch_id, [2], "Metrika refused the row")
+    await pool.execute(
+        """INSERT INTO upload_files (batch_id, id_type, status, metrika_upload_id, line_quantity,
+                                     linked_quantity, user_not_found_quantity, goal_not_found_quantity)
+           VALUES ($1, 'CLIENT_ID', 'processed', '555', 3, 1, 2, 0)""",
+        batch_id,
+    )
+    await pool.execute(
+        "UPDATE conversions SET status = 'completed' WHERE batch_id = $1 AND idx IN (0, 1)", batch_id
+    )
+    await batches.set_status(pool, batch_id, "error", "upload of YCLID rows failed")
+    body = await (await gateway.get(f"/conversions/{upload_id}/status")).json()
+    assert (body["status"], body["processed"], body["total"]) == ("error", 2, 4)
+    assert body["errors"] == [
+        {"index": None, "reason": "upload of YCLID rows failed"},
+        {"index": 2, "reason": "Metrika refused the row"},
+        {
+            "index": None,
+            "id_type": "CLIENT_ID",
+            "reason": "Metrika linked 1 of 3 rows; 2 rows: visitor not found",
+        },
+    ]
+
+
+async def test_many_failed_rows_are_counted_not_all_listed(gateway, settings, pool):
+    task_id = await completed_task(pool, settings, 1005)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
+    upload_id = (await resp.json())["upload_id"]
+    await batches.fail_rows(pool, uuid.UUID(upload_id), list(range(1005)), "file refused")
+    errors = (await (await gateway.get(f"/conversions/{upload_id}/status")).json())["errors"]
+    assert len(errors) == 1001 and errors[999] == {"index": 999, "reason": "file refused"}
+    assert errors[1000] == {"index": None, "reason": "5 more failed row(s) not listed"}
+
+
+async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings, pool):
+    for path in (f"/tasks/{uuid.uuid4()}/conversions", "/tasks/x/conversions"):
+        resp = await gateway.get(path)
+        assert resp.status == 404 and await resp.json() == {"detail": "Task not found"}
+
+    task_id = await completed_task(pool, settings, 2)
+    resp = await gateway.get(f"/tasks/{task_id}/conversions")
+    assert resp.status == 200 and await resp.json() == []
+    ids = []
+    for target in ("4plus", "lead"):
+        resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": target})
+        ids.append((await resp.json())["upload_id"])
+    await batches.fail_rows(pool, uuid.UUID(ids[1]), [1], "bad")
+    listed = await (await gateway.get(f"/tasks/{task_id}/conversions")).json()
+    assert listed == [
+        {"upload_id": ids[0], "status": "pending", "errors": None, "processed": 0, "total": 2},
+        {
+            "upload_id": ids[1],
+            "status": "pending",
+            "errors": [{"index": 1, "reason": "bad"}],
+            "processed": 0,
+            "total": 2,
+        },
+    ]
+
+
+async def test_endpoints_need_the_api_key_and_never_return_tokens(gateway, settings, pool):
+    task_id = await completed_task(pool, settings, 1)
+    no_key = {"Authorization": ""}
+    for method, path in (
+        ("POST", "/conversions/bulk"),
+        ("POST", "/conversions/single"),
+        ("GET", f"/conversions/{uuid.uuid4()}/status"),
+        ("GET", f"/tasks/{task_id}/conversions"),
+    ):
+        assert (await gateway.request(method, path, json={}, headers=no_key)).status == 401
+    texts = [
+        await (await gateway.post("/conversions/single", json=single())).text(),
+        await (await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "g"})).text(),
+        await (await gateway.get(f"/tasks/{task_id}/conversions")).text(),
+    ]
+    assert not any("oauth-single" in t or "task-token" in t for t in texts)
