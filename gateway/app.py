@@ -9,15 +9,13 @@ from contextlib import suppress
 from aiohttp import web
 
 from gateway import keys
+from gateway.bodies import MAX_BODY_BYTES
 from gateway.middlewares import auth_middleware, error_middleware
 from gateway.routes import setup_routes
 from shared import broker, db
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
-
-# the webhook document allows 10 MB bodies; everything else is far smaller
-MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:

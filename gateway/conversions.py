@@ -13,19 +13,15 @@ import asyncpg
 from aiohttp import web
 
 from gateway import keys
-from gateway.bodies import parse_body, unprocessable
+from gateway.bodies import parse_body, read_json, unprocessable
 from shared import broker, errors
 from shared.conversions import Checked, Conversion, Rules, check_row
 from shared.db import Executor, batches, outbox, tasks
 from shared.schemas import ConversionsBulk, UploadBatch, UploadCredentials
 from shared.settings import Settings
 
-# the webhook document's limits; the body limit equals the gateway's client_max_size (gateway.app)
-MAX_BODY_BYTES = 10 * 1024 * 1024
+# the webhook document's limit of conversions per request (the 10 MB body limit is in gateway.bodies)
 MAX_CONVERSIONS = 1000
-BODY_TOO_LARGE = (
-    f"Request body is larger than the 10 MB limit ({MAX_BODY_BYTES} bytes); send fewer conversions"
-)
 # row errors listed per batch in a status answer; the rest are counted
 MAX_LISTED_ROW_ERRORS = 1000
 
@@ -68,7 +64,7 @@ async def create_bulk(request: web.Request) -> web.Response:
 
 
 async def create_single(request: web.Request) -> web.Response:
-    data = await read_body(request)
+    data = await read_json(request)
     if not isinstance(data, dict):
         raise unprocessable([{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}])
     credentials = UploadCredentials.model_validate(data)  # a ValidationError is a 422 (error middleware)
@@ -107,24 +103,6 @@ async def task_conversions(request: web.Request) -> web.Response:
 
 def rules(settings: Settings) -> Rules:
     return Rules.current(settings.counter_zone(), settings.conversion_max_age_days)
-
-
-async def read_body(request: web.Request) -> Any:
-    """The JSON body, with the size limit stated in the answer (aiohttp's own 413 does not say it)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(BODY_TOO_LARGE)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
-        raise errors.PayloadTooLarge(BODY_TOO_LARGE) from None
-    try:
-        return json.loads(raw)
-    # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; deep nesting recurses
-    except (ValueError, RecursionError) as exc:
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise unprocessable(
-            [{"loc": ["body"], "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}]
-        ) from None
 
 
 def check_count(rows: Sequence[Any]) -> None:

@@ -18,12 +18,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway import keys
-from gateway.bodies import parse_body, parse_query
+from gateway.bodies import parse_body, parse_query, read_json
 from gateway.conversions import (
     check_count,
     invalid_rows,
     iso_utc,
-    read_body,
     rules,
     status_objects,
     store_batch,
@@ -103,7 +102,7 @@ async def submit(request: web.Request) -> web.Response:
         raise errors.Forbidden("Webhook is deactivated")
     await _count_request(request, webhook["id"])
     query = parse_query(request, SubmitQuery)
-    body = WebhookConversions.model_validate(await read_body(request))  # ValidationError: 422
+    body = WebhookConversions.model_validate(await read_json(request))  # ValidationError: 422
     check_count(body.conversions)
     checked = check_rows(body.conversions, rules(request.app[keys.SETTINGS]))
     if checked.rejected and not (query.partial and checked.valid):
