@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> web.Application:
 async def pg_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     await db.ensure_database(settings.database_url)
-    pool = await db.create_pool(settings.database_url)
+    pool = await db.create_pool(settings.database_url, max_size=20, reset=False)
     app[keys.PG_POOL] = pool
     yield
     await pool.close()

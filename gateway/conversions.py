@@ -16,7 +16,7 @@ from gateway import keys
 from gateway.bodies import parse_body, read_json, unprocessable
 from shared import broker, errors
 from shared.conversions import Checked, Conversion, Rules, check_row
-from shared.db import Executor, batches, outbox, tasks
+from shared.db import Executor, batches, tasks
 from shared.schemas import ConversionsBulk, UploadBatch, UploadCredentials
 from shared.settings import Settings
 
@@ -135,15 +135,12 @@ async def store_batch(
     webhook_id: uuid.UUID | None = None,
 ) -> None:
     """The batch, every row and its outbox message in one transaction, then an immediate publish try."""
-    pool = request.app[keys.PG_POOL]
-    async with pool.acquire() as conn, conn.transaction():
-        await batches.insert_batch(
-            conn, batch_id, source, counter_id, token_enc, status, task_id=task_id, webhook_id=webhook_id
-        )
-        await batches.insert_conversions(conn, records)
-        message = UploadBatch(batch_id=batch_id).model_dump(mode="json")
-        outbox_id = await outbox.add(conn, broker.CONVERSION_UPLOADS, message)
-    await request.app[keys.RELAY].publish_now(outbox_id)
+    message = UploadBatch(batch_id=batch_id).model_dump(mode="json")
+    outbox_id = await batches.store(
+        request.app[keys.PG_POOL], batch_id, source, counter_id, token_enc, status, records,
+        broker.CONVERSION_UPLOADS, message, task_id=task_id, webhook_id=webhook_id,
+    )  # fmt: skip
+    await request.app[keys.RELAY].publish_now(outbox_id, broker.CONVERSION_UPLOADS, message)
 
 
 async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:

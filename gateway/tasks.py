@@ -35,12 +35,11 @@ async def create_task(request: web.Request) -> web.Response:
     task_id = uuid.uuid4()
     token_enc = request.app[keys.CIPHER].encrypt(token)
     pool = request.app[keys.PG_POOL]
+    message = ScoreTask(task_id=task_id).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
         await tasks.insert(conn, task_id, body.date, counter, token_enc)
-        outbox_id = await outbox.add(
-            conn, broker.SCORE_TASKS, ScoreTask(task_id=task_id).model_dump(mode="json")
-        )
-    await request.app[keys.RELAY].publish_now(outbox_id)
+        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
+    await request.app[keys.RELAY].publish_now(outbox_id, broker.SCORE_TASKS, message)
     return web.json_response({"task_id": str(task_id)})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
@@ -12,6 +13,10 @@ from shared import broker
 from shared.db import outbox
 
 logger = logging.getLogger(__name__)
+
+# rows younger than this are left to the request that wrote them (publish_now), not to the sweep
+SWEEP_MIN_AGE_S = 5.0
+MARK_INTERVAL_S = 0.05
 
 
 class OutboxRelay:
@@ -27,22 +32,33 @@ class OutboxRelay:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._wake = asyncio.Event()
+        self._published: list[int] = []
+        self._marks: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._exchange is not None and self._connection is not None and not self._connection.is_closed
 
-    async def publish_now(self, outbox_id: int) -> bool:
-        """Try to publish one freshly written row; False (and it stays queued) if the broker is away."""
-        if not self.connected:
+    async def publish_now(self, outbox_id: int, routing_key: str, body: dict[str, Any]) -> bool:
+        """Publish a row the caller has just committed; False (it stays queued) if the broker is away.
+
+        The row is marked published in a batch a moment later; if that mark is lost in a crash, the
+        sweep publishes the row again, which the idempotent consumers shrug off.
+        """
+        exchange = self._exchange
+        if exchange is None or not self.connected:
             self._wake.set()
             return False
         try:
-            return await self._publish_pending(only_id=outbox_id) > 0
+            await broker.publish(exchange, routing_key, body)
         except Exception as exc:
             logger.warning("publish of outbox row %s deferred: %s", outbox_id, exc)
             self._wake.set()
             return False
+        self._published.append(outbox_id)
+        if self._marks is None or self._marks.done():
+            self._marks = asyncio.create_task(self._mark_soon())
+        return True
 
     async def try_connect(self) -> bool:
         """One connection attempt, for start-up; a failure is logged and left to `run` to retry."""
@@ -54,12 +70,12 @@ class OutboxRelay:
         return True
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Keep a connection and drain the outbox every `interval_s` (or when woken) until `stop`."""
+        """Keep a connection and sweep the outbox every `interval_s` (or when woken) until `stop`."""
         while not stop.is_set():
             try:
                 if not self.connected:
                     await self._connect()
-                while await self._publish_pending() > 0:
+                while await self._sweep() > 0:
                     pass
             except Exception as exc:
                 logger.warning("outbox relay: %s; retrying in %.1fs", exc, self._interval_s)
@@ -70,10 +86,23 @@ class OutboxRelay:
                 pass
 
     async def close(self) -> None:
+        if self._marks is not None:
+            await asyncio.gather(self._marks, return_exceptions=True)
         if self._connection is not None:
             await self._connection.close()
         self._connection = None
         self._exchange = None
+
+    async def _mark_soon(self) -> None:
+        await asyncio.sleep(MARK_INTERVAL_S)
+        ids, self._published = self._published, []
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await outbox.mark_published(conn, ids)
+        except Exception as exc:
+            logger.warning(
+                "could not mark %s outbox rows published (%s); they will be sent again", len(ids), exc
+            )
 
     async def _wait_any(self, stop: asyncio.Event) -> None:
         waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._wake.wait())]
@@ -91,12 +120,13 @@ class OutboxRelay:
         self._connection = connection
         logger.info("outbox relay connected to RabbitMQ")
 
-    async def _publish_pending(self, only_id: int | None = None, batch: int = 100) -> int:
+    async def _sweep(self, batch: int = 100) -> int:
+        """Publish rows that no request published (broker was down, or the process died first)."""
         exchange = self._exchange
         if exchange is None:
             return 0
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await outbox.lock_pending(conn, batch, only_id)
+            rows = await outbox.lock_pending(conn, batch, SWEEP_MIN_AGE_S)
             for row in rows:
                 await broker.publish(exchange, row["routing_key"], row["body"])
             if rows:

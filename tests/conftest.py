@@ -173,6 +173,10 @@ def override(settings: Settings, **changes: Any) -> Settings:
     return Settings(**{**settings.model_dump(), **changes})
 
 
+async def outbox_drained(pool: asyncpg.Pool) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1
 ) -> Any:

@@ -109,11 +109,10 @@ async def test_redelivered_task_does_not_duplicate_results(gateway, settings, po
     # the same message twice more, as a broker redelivery or a retrying producer would send it
     relay = OutboxRelay(pool, settings.amqp_url, broker.Topology(settings.queue_prefix), 0.1)
     assert await relay.try_connect()
+    message = ScoreTask(task_id=task_id).model_dump(mode="json")
     for _ in range(2):
-        outbox_id = await outbox.add(
-            pool, broker.SCORE_TASKS, ScoreTask(task_id=task_id).model_dump(mode="json")
-        )
-        assert await relay.publish_now(outbox_id)
+        outbox_id = await outbox.add(pool, broker.SCORE_TASKS, message)
+        assert await relay.publish_now(outbox_id, broker.SCORE_TASKS, message)
     await relay.close()
     # two scorer processes on one queue
     run_service(scorer_main, settings)

@@ -20,8 +20,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset: bool = True) -> asyncpg.Pool:
+    """`reset=False` skips asyncpg's reset query on every release: only for pools whose users never
+    take session-level state (advisory locks, LISTEN, SET) — the gateway's."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=None if reset else _no_reset
+    )
     assert pool is not None
     return pool
 

@@ -18,6 +18,23 @@ CONVERSION_COLUMNS = (
     "batch_id", "idx", "id_type", "identifier", "target", "date_time", "price", "currency", "purchase_id",
     "status", "reason",
 )  # fmt: skip
+# the batch, all its rows and the outbox message in ONE statement: one round trip, atomic by itself
+STORE = """
+WITH batch AS (
+    INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    RETURNING id
+), rows AS (
+    INSERT INTO conversions (
+        batch_id, idx, id_type, identifier, target, date_time, price, currency, purchase_id, status, reason
+    )
+    SELECT batch.id, r.* FROM batch, unnest(
+        $8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::numeric[], $14::text[],
+        $15::text[], $16::text[], $17::text[]
+    ) AS r
+)
+INSERT INTO outbox (routing_key, body) VALUES ($18, $19) RETURNING id
+"""
 STATUS = """
 SELECT b.id, b.source, b.status, b.error, b.task_id, b.webhook_id, b.counter_id, b.created_at, b.updated_at,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id) AS total,
@@ -144,6 +161,39 @@ async def insert_batch(
     webhook_id: uuid.UUID | None = None,
 ) -> None:
     await db.execute(INSERT_BATCH, batch_id, source, task_id, webhook_id, counter_id, token_enc, status)
+
+
+async def store(
+    db: Executor,
+    batch_id: uuid.UUID,
+    source: str,
+    counter_id: int,
+    token_enc: bytes,
+    status: str,
+    records: Sequence[tuple[Any, ...]],
+    routing_key: str,
+    message: dict[str, Any],
+    *,
+    task_id: uuid.UUID | None = None,
+    webhook_id: uuid.UUID | None = None,
+) -> int:
+    """Store a batch, its rows (shaped as CONVERSION_COLUMNS) and its outbox row; the outbox id."""
+    columns = list(zip(*records, strict=True)) if records else [()] * len(CONVERSION_COLUMNS)
+    arrays = [list(column) for column in columns[1:]]
+    outbox_id = await db.fetchval(
+        STORE,
+        batch_id,
+        source,
+        task_id,
+        webhook_id,
+        counter_id,
+        token_enc,
+        status,
+        *arrays,
+        routing_key,
+        message,
+    )
+    return int(outbox_id)
 
 
 async def insert_conversions(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:

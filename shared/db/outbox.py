@@ -12,11 +12,13 @@ INSERT = "INSERT INTO outbox (routing_key, body) VALUES ($1, $2) RETURNING id"
 # SKIP LOCKED lets several gateway replicas relay side by side without publishing a row twice at once
 LOCK_PENDING = """
 SELECT id, routing_key, body FROM outbox
-WHERE published_at IS NULL AND ($1::bigint IS NULL OR id = $1)
-ORDER BY id LIMIT $2
+WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2)
+ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# losing a "published" mark in a crash only means one more (idempotently consumed) publish
+NO_SYNC = "SET LOCAL synchronous_commit TO OFF"
 COUNT_PENDING = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
 
@@ -24,13 +26,14 @@ async def add(db: Executor, routing_key: str, body: dict[str, Any]) -> int:
     return int(await db.fetchval(INSERT, routing_key, body))
 
 
-async def lock_pending(
-    conn: asyncpg.Connection, limit: int, only_id: int | None = None
-) -> list[asyncpg.Record]:
-    return list(await conn.fetch(LOCK_PENDING, only_id, limit))
+async def lock_pending(conn: asyncpg.Connection, limit: int, min_age_s: float) -> list[asyncpg.Record]:
+    """Unpublished rows older than `min_age_s`, locked for this transaction (other relays skip them)."""
+    return list(await conn.fetch(LOCK_PENDING, limit, min_age_s))
 
 
 async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
+    """Inside the caller's transaction, which then commits without waiting for the WAL flush."""
+    await conn.execute(NO_SYNC)
     await conn.execute(MARK_PUBLISHED, ids)
 
 

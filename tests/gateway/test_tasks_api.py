@@ -10,7 +10,7 @@ import asyncpg
 from shared import broker
 from shared.crypto import TokenCipher
 from shared.db import tasks
-from tests.conftest import AMQP_URL, override
+from tests.conftest import AMQP_URL, outbox_drained, override, wait_for
 
 YESTERDAY = (dt.date.today() - dt.timedelta(days=1)).isoformat()
 
@@ -34,7 +34,7 @@ async def test_create_task_stores_it_and_publishes_a_persistent_message(gateway,
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert json.loads(message.body) == {"task_id": str(task_id)}
         await message.ack()
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    await wait_for(lambda: outbox_drained(pool), timeout=5)  # marked published a moment later
 
 
 async def test_token_and_counter_fall_back_to_settings(gateway, settings, pool):

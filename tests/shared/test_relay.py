@@ -8,7 +8,7 @@ import aio_pika
 from gateway.app import create_app
 from shared import broker
 from shared.relay import OutboxRelay
-from tests.conftest import AMQP_URL, API_KEY, override, wait_for
+from tests.conftest import AMQP_URL, API_KEY, outbox_drained, override, wait_for
 
 YESTERDAY = (dt.date.today() - dt.timedelta(days=1)).isoformat()
 
@@ -31,7 +31,7 @@ async def test_broker_down_at_accept_time_still_publishes_later(settings, aiohtt
     stop = asyncio.Event()
     runner = asyncio.create_task(relay.run(stop))
     try:
-        await wait_for(lambda: _pending_is_zero(pool))
+        await wait_for(lambda: outbox_drained(pool), timeout=30)
     finally:
         stop.set()
         await runner
@@ -46,7 +46,3 @@ async def test_broker_down_at_accept_time_still_publishes_later(settings, aiohtt
             got.append(message.body.decode())
             await message.ack()
     assert [f'{{"task_id":"{i}"}}' for i in ids] == got
-
-
-async def _pending_is_zero(pool):
-    return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0

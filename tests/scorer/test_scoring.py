@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, Day, simulate_day, write_tsv
+from scorer import scoring, tsv
+from scorer.model import Models, load_models
+
+# A counter and day the shipped models never saw in training.
+COUNTER = 90_210
+DAY = dt.date(2025, 2, 14)
+
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    return load_models()
+
+
+@pytest.fixture(scope="module")
+def day() -> Day:
+    return simulate_day(COUNTER, DAY, n_visits=6000, seed=11)
+
+
+def write_parts(
+    directory: Path, day: Day, parts: int, visit_fields: list[str], hit_fields: list[str]
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, chunk in enumerate(np.array_split(np.arange(len(day.visits)), parts)):
+        with open(directory / f"visits_{i}.tsv", "w", encoding="utf-8", newline="") as fh:
+            write_tsv(day.visits.iloc[chunk], visit_fields, fh)
+    for i, chunk in enumerate(np.array_split(np.arange(len(day.hits)), parts)):
+        with open(directory / f"hits_{i}.tsv", "w", encoding="utf-8", newline="") as fh:
+            write_tsv(day.hits.iloc[chunk], hit_fields, fh)
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+
+def test_precision_and_recall_on_a_fresh_simulated_day(day: Day, models: Models) -> None:
+    result = scoring.score_visits(day.visits, day.hits, models)
+    positive = day.level >= 4
+    picked = day.visits["ym:s:visitID"].isin(set(result["visitId"])).to_numpy()
+    precision = (picked & positive).sum() / picked.sum()
+    recall = (picked & positive).sum() / positive.sum()
+    assert precision >= 0.85, (precision, recall)
+    assert recall >= 0.6, (precision, recall)
+
+
+def test_output_shape_types_and_order(day: Day, models: Models) -> None:
+    stages: list[str] = []
+    result = scoring.score_visits(day.visits, day.hits, models, on_stage=stages.append)
+    assert stages == ["features", "scoring"]
+    assert list(result.columns) == list(scoring.OUTPUT_COLUMNS)
+    assert len(result) > 0
+    for col in ("visitId", "clientId", "dateTime", "model_version"):
+        assert all(isinstance(v, str) for v in result[col]), col
+    assert result["visitDuration"].dtype == np.int64
+    assert result["score"].dtype == np.float64
+    assert result["score"].between(0, 1).all()
+    assert (result["model_version"] == models.version).all()
+    assert result["visitId"].is_unique
+    key = list(zip(result["dateTime"], result["visitId"].map(int), strict=True))
+    assert key == sorted(key)
+    # the values are the visits' own, untouched
+    source = day.visits.set_index("ym:s:visitID")
+    picked = source.loc[result["visitId"]]
+    assert picked["ym:s:clientID"].tolist() == result["clientId"].tolist()
+    assert picked["ym:s:dateTime"].tolist() == result["dateTime"].tolist()
+    assert picked["ym:s:visitDuration"].tolist() == result["visitDuration"].tolist()
+    assert any(int(v) > 2**63 for v in result["visitId"]), "simulated ids above 2**63 come out exact"
+
+
+def test_each_visit_clears_its_device_class_threshold(day: Day, models: Models) -> None:
+    result = scoring.score_visits(day.visits, day.hits, models)
+    device = day.visits.set_index("ym:s:visitID").loc[result["visitId"], "ym:s:deviceCategory"]
+    mobile = device.isin(["2", "3"]).to_numpy()
+    scores = result["score"].to_numpy()
+    assert (scores[mobile] >= models.threshold("mobile")).all()
+    assert (scores[~mobile] >= models.threshold("desktop")).all()
+
+
+def test_score_dir_equals_scoring_the_frames(tmp_path: Path, day: Day, models: Models) -> None:
+    write_parts(tmp_path, day, 3, list(tsv.VISIT_FIELDS), list(tsv.HIT_FIELDS))
+    (tmp_path / "visits_9.tsv.part").write_text("a stale partial download\n")
+    result, total = scoring.score_dir(tmp_path, models)
+    assert total == len(day.visits)
+    pd.testing.assert_frame_equal(result, scoring.score_visits(day.visits, day.hits, models))
+
+
+def test_empty_day(tmp_path: Path, models: Models) -> None:
+    empty = simulate_day(COUNTER, DAY, n_visits=0)
+    write_parts(tmp_path, empty, 1, list(tsv.VISIT_FIELDS), list(tsv.HIT_FIELDS))
+    result, total = scoring.score_dir(tmp_path, models)
+    assert total == 0
+    assert list(result.columns) == list(scoring.OUTPUT_COLUMNS) and len(result) == 0
+
+
+def test_score_dir_without_files(tmp_path: Path, models: Models) -> None:
+    with pytest.raises(tsv.TsvError, match="no visits"):
+        scoring.score_dir(tmp_path, models)
+
+
+# --- tsv -------------------------------------------------------------------------------------------
+
+
+def test_reads_several_parts_in_order_with_exact_ids(tmp_path: Path, day: Day) -> None:
+    write_parts(tmp_path, day, 4, VISIT_FIELDS, HIT_FIELDS)
+    visit_paths, hit_paths = tsv.find_parts(tmp_path)
+    assert [p.name for p in visit_paths] == [f"visits_{i}.tsv" for i in range(4)]
+    visits = tsv.read_visits(visit_paths)
+    hits = tsv.read_hits(hit_paths)
+    assert list(visits.columns) == list(tsv.VISIT_FIELDS)
+    assert list(hits.columns) == list(tsv.HIT_FIELDS)
+    for col in tsv.VISIT_FIELDS:
+        assert visits[col].tolist() == day.visits[col].tolist(), col
+    assert hits["ym:pv:watchID"].tolist() == day.hits["ym:pv:watchID"].tolist()
+    for col in ("ym:s:visitID", "ym:s:clientID", "ym:s:watchIDs"):
+        assert all(isinstance(v, str) for v in visits[col])
+    assert any(int(v) > 2**63 for v in visits["ym:s:visitID"])
+
+
+def test_part_order_is_numeric(tmp_path: Path) -> None:
+    for name in (
+        "visits_10.tsv",
+        "visits_9.tsv",
+        "visits_0.tsv",
+        "hits_2.tsv",
+        "hits_1.tsv",
+        "hits_1.tsv.part",
+    ):
+        (tmp_path / name).write_text("x\n")
+    visits, hits = tsv.find_parts(tmp_path)
+    assert [p.name for p in visits] == ["visits_0.tsv", "visits_9.tsv", "visits_10.tsv"]
+    assert [p.name for p in hits] == ["hits_1.tsv", "hits_2.tsv"]
+
+
+def test_columns_are_found_by_header_name_and_escapes_undone(tmp_path: Path) -> None:
+    visits = pd.DataFrame(
+        {
+            "ym:s:startURL": pd.Series(
+                ["https://x.ru/?q=a\tb", "https://x.ru/\\path\nnext", 'say "hi"'], dtype=str
+            ),
+            "ym:s:visitID": pd.Series([str(2**64 - 1), str(2**63), "7"], dtype=str),
+            "ym:s:clientID": pd.Series(["1", "2", "3"], dtype=str),
+            "ym:s:watchIDs": pd.Series(["[1]", "[]", "[2,3]"], dtype=str),
+            "ym:s:dateTime": pd.Series(["2024-01-01 00:00:00"] * 3, dtype=str),
+            "ym:s:visitDuration": [1, 2, 3],
+            "ym:s:pageViews": [1, 1, 2],
+            "ym:s:bounce": [1, 1, 0],
+            "ym:s:deviceCategory": pd.Series(["1", "2", "3"], dtype=str),
+        }
+    )
+    path = tmp_path / "visits_0.tsv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        write_tsv(visits, list(visits.columns), fh)  # startURL first: not the order we ask for
+    raw = path.read_text(encoding="utf-8")
+    assert raw.endswith("\n") and "a\\tb" in raw and "\\\\path\\nnext" in raw
+    fields = [*tsv.VISIT_FIELDS, "ym:s:startURL"]
+    got = tsv.read_visits([path], fields)
+    assert list(got.columns) == fields
+    assert got["ym:s:startURL"].tolist() == visits["ym:s:startURL"].tolist()
+    assert got["ym:s:visitID"].tolist() == [str(2**64 - 1), str(2**63), "7"]
+    assert got["ym:s:visitDuration"].dtype == np.int64
+
+
+def test_missing_column_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "hits_0.tsv"
+    path.write_text("ym:pv:watchID\tym:pv:URL\n1\thttps://x.ru/\n", encoding="utf-8")
+    with pytest.raises(tsv.MissingColumn, match=r"hits_0\.tsv.*ym:pv:dateTime") as caught:
+        tsv.read_hits([path])
+    assert isinstance(caught.value, ValueError)
+
+
+def test_empty_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "visits_0.tsv"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(tsv.TsvError, match="visits_0.tsv"):
+        tsv.read_visits([path])
+
+
+def test_header_only_part_gives_no_rows(tmp_path: Path) -> None:
+    path = tmp_path / "hits_0.tsv"
+    path.write_text("\t".join(HIT_FIELDS) + "\n", encoding="utf-8")
+    hits = tsv.read_hits([path])
+    assert len(hits) == 0 and list(hits.columns) == list(tsv.HIT_FIELDS)
