@@ -97,10 +97,10 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 @public
 async def submit(request: web.Request) -> web.Response:
-    webhook = await _authenticate(request)
+    webhook = await _authenticate(request, count=True)
     if not webhook["is_active"]:
         raise errors.Forbidden("Webhook is deactivated")
-    await _count_request(request, webhook["id"])
+    await _check_rate(request, webhook)
     query = parse_query(request, SubmitQuery)
     body = WebhookConversions.model_validate(await read_json(request))  # ValidationError: 422
     check_count(body.conversions)
@@ -143,28 +143,33 @@ async def batch_status(request: web.Request) -> web.Response:
     return web.json_response((await status_objects(pool, [row], webhook=True))[0])
 
 
-async def _authenticate(request: web.Request) -> asyncpg.Record:
-    webhook = await webhooks.get(request.app[keys.PG_POOL], _webhook_id(request))
+async def _authenticate(request: web.Request, *, count: bool = False) -> asyncpg.Record:
+    """The webhook whose secret the request carries; with `count`, its request is also rate-counted."""
+    webhook_id = _webhook_id(request)
+    given = request.headers.get(SECRET_HEADER, "")
+    digest = _digest(given)
+    pool = request.app[keys.PG_POOL]
+    webhook = await (
+        webhooks.get_and_count(pool, webhook_id, digest) if count else webhooks.get(pool, webhook_id)
+    )
     if webhook is None:
         raise errors.NotFound("Webhook not found")
-    given = request.headers.get(SECRET_HEADER, "")
     if not given:
         raise errors.Forbidden(f"Missing webhook secret: send it in the {SECRET_HEADER} header")
     # digests have one length whatever was sent, and compare_digest takes the same time wherever they differ
-    if not hmac.compare_digest(_digest(given), bytes(webhook["secret_hash"])):
+    if not hmac.compare_digest(digest, bytes(webhook["secret_hash"])):
         raise errors.Forbidden("Invalid webhook secret")
     return webhook
 
 
-async def _count_request(request: web.Request, webhook_id: uuid.UUID) -> None:
-    pool = request.app[keys.PG_POOL]
-    hits, seconds_left = await webhooks.hit(pool, webhook_id)
+async def _check_rate(request: web.Request, webhook: asyncpg.Record) -> None:
+    hits = webhook["hits"]
     if hits == 1:
         # a new minute for this webhook: a cheap moment to drop everyone's finished windows
-        await webhooks.prune_rate(pool)
+        await webhooks.prune_rate(request.app[keys.PG_POOL])
     limit = request.app[keys.SETTINGS].webhook_rate_per_minute
-    if hits > limit:
-        retry_after = max(1, math.ceil(seconds_left))
+    if hits is not None and hits > limit:
+        retry_after = max(1, math.ceil(webhook["seconds_left"]))
         raise TooManyRequests(
             f"Rate limit exceeded: at most {limit} requests per minute per webhook; retry in {retry_after} s",
             retry_after,

@@ -20,13 +20,20 @@ SET_ACTIVE = f"""
 UPDATE webhooks SET is_active = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}
 """
 SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING id"
-# a fixed one-minute window: one statement, atomic across gateway replicas
-HIT = """
-INSERT INTO webhook_rate (webhook_id, window_start, hits) VALUES ($1, date_trunc('minute', now()), 1)
-ON CONFLICT (webhook_id, window_start) DO UPDATE SET hits = webhook_rate.hits + 1
-RETURNING hits, EXTRACT(EPOCH FROM (window_start + interval '1 minute' - now()))::float AS seconds_left
+# The webhook, and its request counted in a fixed one-minute window (atomic across gateway replicas),
+# in one round trip. Only a request carrying the right secret to an active webhook is counted, so
+# nobody without the secret can use up a webhook's quota; the caller still checks the secret itself.
+GET_AND_COUNT = f"""
+WITH hook AS (
+    SELECT {COLUMNS}, secret_hash, token_enc FROM webhooks WHERE id = $1
+), counted AS (
+    INSERT INTO webhook_rate (webhook_id, window_start, hits)
+    SELECT id, date_trunc('minute', now()), 1 FROM hook WHERE is_active AND secret_hash = $2
+    ON CONFLICT (webhook_id, window_start) DO UPDATE SET hits = webhook_rate.hits + 1
+    RETURNING hits, EXTRACT(EPOCH FROM (window_start + interval '1 minute' - now()))::float AS seconds_left
+)
+SELECT hook.*, counted.hits, counted.seconds_left FROM hook LEFT JOIN counted ON true
 """
-NO_SYNC = "SET LOCAL synchronous_commit TO OFF"
 PRUNE_RATE = "DELETE FROM webhook_rate WHERE window_start < now() - interval '5 minutes'"
 
 
@@ -58,13 +65,10 @@ async def set_secret(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) ->
     return await db.fetchval(SET_SECRET, webhook_id, secret_hash) is not None
 
 
-async def hit(pool: asyncpg.Pool, webhook_id: uuid.UUID) -> tuple[int, float]:
-    """Count one request in the current minute: (requests so far this minute, seconds until it ends)."""
-    async with pool.acquire() as conn, conn.transaction():
-        # a counter lost in a crash costs nothing; not waiting for the WAL flush keeps requests fast
-        await conn.execute(NO_SYNC)
-        row = await conn.fetchrow(HIT, webhook_id)
-    return int(row["hits"]), float(row["seconds_left"])
+async def get_and_count(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) -> asyncpg.Record | None:
+    """The webhook (None if unknown) with `hits` this minute and `seconds_left` in it, both None when the
+    request was not counted (wrong secret or inactive webhook)."""
+    return await db.fetchrow(GET_AND_COUNT, webhook_id, secret_hash)
 
 
 async def prune_rate(db: Executor) -> None:
