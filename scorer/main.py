@@ -13,7 +13,7 @@ import aiohttp
 from scorer import model, pipeline
 from scorer.handler import Deps, handle_score_task
 from shared import broker, db
-from shared.consumer import run_consumer
+from shared.consumer import serve
 from shared.crypto import TokenCipher
 from shared.schemas import ScoreTask
 from shared.settings import Settings
@@ -33,7 +33,7 @@ def logs_api_settings(settings: Settings) -> pipeline.LogsApiSettings:
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    models = model.load_models(Path(settings.models_dir))  # refuse to start on a mismatched artifact
+    models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url)
@@ -42,9 +42,6 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
-            channel = await connection.channel(publisher_confirms=True)
-            await broker.declare(channel, topology)
-            dead = await channel.get_exchange(topology.dead_exchange)
             deps = Deps(
                 pool=pool,
                 session=session,
@@ -54,15 +51,14 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 work_dir=Path(settings.work_dir),
                 executor=executor,
             )
-            logger.info("scorer consuming %s (model %s)", topology.queue(broker.SCORE_TASKS), models.version)
-            await run_consumer(
-                channel,
-                topology.queue(broker.SCORE_TASKS),
+            logger.info("scorer ready (model %s)", models.version)
+            await serve(
+                connection,
+                topology,
+                broker.SCORE_TASKS,
                 ScoreTask,
                 functools.partial(handle_score_task, deps=deps),
                 stop,
-                dead_exchange=dead,
-                dead_routing_key=broker.SCORE_TASKS,
                 prefetch=settings.prefetch_count,
                 grace_s=settings.shutdown_grace_s,
             )

@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import BaseModel, ValidationError
 
 from shared import errors
+from shared.broker import Topology, declare
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,35 @@ async def run_consumer(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def serve(
+    connection: AbstractRobustConnection,
+    topology: Topology,
+    routing_key: str,
+    schema: type[M],
+    handler: Callable[[M], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    prefetch: int,
+    grace_s: float,
+) -> None:
+    """Declare the topology on a fresh channel and run the consumer of `routing_key`'s queue."""
+    channel = await connection.channel(publisher_confirms=True)
+    await declare(channel, topology)
+    dead = await channel.get_exchange(topology.dead_exchange)
+    logger.info("consuming %s", topology.queue(routing_key))
+    await run_consumer(
+        channel,
+        topology.queue(routing_key),
+        schema,
+        handler,
+        stop,
+        dead_exchange=dead,
+        dead_routing_key=routing_key,
+        prefetch=prefetch,
+        grace_s=grace_s,
+    )
 
 
 def _reason(exc: BaseException) -> str:

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     outbox_interval_s: float = 2.0
 
     # scorer
-    models_dir: str = "models"
+    models_dir: str = ""  # empty: the artifacts shipped in models/
     work_dir: str = "/tmp/metrika-score"
     logs_poll_initial_s: float = 2.0
     logs_poll_max_s: float = 60.0

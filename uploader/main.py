@@ -9,7 +9,7 @@ import logging
 import aiohttp
 
 from shared import broker, db
-from shared.consumer import run_consumer
+from shared.consumer import serve
 from shared.crypto import TokenCipher
 from shared.schemas import UploadBatch
 from shared.settings import Settings
@@ -37,20 +37,15 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 poll_interval_s=settings.upload_poll_s,
                 processing_timeout_s=settings.upload_processing_timeout_s,
             )
-            channel = await connection.channel(publisher_confirms=True)
-            await broker.declare(channel, topology)
-            dead = await channel.get_exchange(topology.dead_exchange)
             poller = asyncio.create_task(run_poller(deps, stop))
-            logger.info("uploader consuming %s", topology.queue(broker.CONVERSION_UPLOADS))
             try:
-                await run_consumer(
-                    channel,
-                    topology.queue(broker.CONVERSION_UPLOADS),
+                await serve(
+                    connection,
+                    topology,
+                    broker.CONVERSION_UPLOADS,
                     UploadBatch,
                     functools.partial(handle_upload_batch, deps=deps),
                     stop,
-                    dead_exchange=dead,
-                    dead_routing_key=broker.CONVERSION_UPLOADS,
                     prefetch=settings.prefetch_count,
                     grace_s=settings.shutdown_grace_s,
                 )
