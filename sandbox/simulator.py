@@ -44,7 +44,7 @@ HIT_FIELDS: list[str] = [
 WATCH_IDS_CAP = 500
 # ... and a session records at most this many events before a new session starts.
 MAX_HITS_PER_VISIT = 1000
-# Shares of hits listed in watchIDs, listed but not exported, and exported for no visit of the day.
+# Shares of hits missing from watchIDs, listed but not exported, and exported for no visit of the day.
 _UNLISTED_P = 0.005
 _UNEXPORTED_P = 0.002
 _ORPHAN_P = 0.003
@@ -52,7 +52,7 @@ _ORPHAN_P = 0.003
 DEFAULT_VISITS = 3000
 N_LEVELS = 6
 
-# Skewed so that level 4+ is ~15 % of visits, as on a typical content site.
+# Skewed: level 4+ is ~15 % of visits.
 _LEVEL_P = np.array([0.28, 0.22, 0.20, 0.15, 0.10, 0.05])
 # deviceCategory codes: 1 desktop, 2 phone, 3 tablet, 4 TV.
 _DEVICE_P = np.array([0.52, 0.38, 0.08, 0.02])
@@ -88,9 +88,9 @@ _PATH_P = np.array([0.2, 0.12, 0.1, 0.05, 0.1, 0.08, 0.08, 0.05, 0.07, 0.04, 0.0
 
 @dataclass(frozen=True)
 class Day:
-    visits: pd.DataFrame
-    hits: pd.DataFrame
-    level: npt.NDArray[np.int64]
+    visits: pd.DataFrame  # VISIT_FIELDS, one row per visit
+    hits: pd.DataFrame  # HIT_FIELDS, one row per event, in no particular order
+    level: npt.NDArray[np.int64]  # ground-truth engagement level 0..5 of each visits row
 
 
 def _rng(counter: int, day: datetime.date, seed: int, stream: int) -> np.random.Generator:
@@ -236,7 +236,8 @@ def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, 
     extra = np.where(heavy, rng.integers(450, 900, n), extra)
     n_hits = np.minimum(1 + extra, MAX_HITS_PER_VISIT).astype(np.int64)
 
-    # Mobile users scroll and tap: shorter, less regular pauses than on desktop.
+    # A modelling choice, so the two device classes need their own models: mobile visits have
+    # shorter and less regular pauses than desktop ones.
     shape = _GAP_SHAPE[level] * np.where(mobile, 0.8, 1.0) * rng.lognormal(0.0, 0.3, n)
     mean_gap = _GAP_MEAN[level] * np.where(mobile, 0.6, 1.0) * rng.lognormal(0.0, 0.4, n)
     tail = rng.exponential(_TAIL_MEAN[level] * np.where(mobile, 0.7, 1.0))
