@@ -31,16 +31,19 @@ def create_app(settings: Settings) -> web.Application:
 async def pg_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     await db.ensure_database(settings.database_url)
-    pool = await db.create_pool(settings.database_url, max_size=20, reset=False)
-    app[keys.PG_POOL] = pool
+    app[keys.PG_POOL] = await db.create_pool(settings.database_url, max_size=20, reset=False)
+    app[keys.PG_LOSSY_POOL] = await db.create_pool(
+        settings.database_url, max_size=10, reset=False, durable=False
+    )
     yield
-    await pool.close()
+    await app[keys.PG_LOSSY_POOL].close()
+    await app[keys.PG_POOL].close()
 
 
 async def relay_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     relay = OutboxRelay(
-        app[keys.PG_POOL],
+        app[keys.PG_LOSSY_POOL],
         settings.amqp_url,
         broker.Topology(settings.queue_prefix),
         settings.outbox_interval_s,

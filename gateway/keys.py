@@ -11,5 +11,7 @@ from shared.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+# commits without waiting for the WAL flush: rate counters and "published" marks only (see db.create_pool)
+PG_LOSSY_POOL = web.AppKey("pg_lossy_pool", asyncpg.Pool)
 RELAY = web.AppKey("relay", OutboxRelay)
 CIPHER = web.AppKey("cipher", TokenCipher)

@@ -166,7 +166,7 @@ async def _check_rate(request: web.Request, webhook: asyncpg.Record) -> None:
     hits = webhook["hits"]
     if hits == 1:
         # a new minute for this webhook: a cheap moment to drop everyone's finished windows
-        await webhooks.prune_rate(request.app[keys.PG_POOL])
+        await webhooks.prune_rate(request.app[keys.PG_LOSSY_POOL])
     limit = request.app[keys.SETTINGS].webhook_rate_per_minute
     if hits is not None and hits > limit:
         retry_after = max(1, math.ceil(webhook["seconds_left"]))

@@ -24,11 +24,23 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, reset: bool = True) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, reset: bool = True, durable: bool = True
+) -> asyncpg.Pool:
     """`reset=False` skips asyncpg's reset query on every release: only for pools whose users never
-    take session-level state (advisory locks, LISTEN, SET) — the gateway's."""
+    take session-level state (advisory locks, LISTEN, SET) — the gateway's.
+
+    `durable=False` commits without waiting for the WAL flush (synchronous_commit off): only for writes
+    whose loss in a crash is harmless (rate counters, "published" marks), so that a hot row's lock is not
+    held across an fsync.
+    """
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=None if reset else _no_reset
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        reset=None if reset else _no_reset,
+        server_settings=None if durable else {"synchronous_commit": "off"},
     )
     assert pool is not None
     return pool

@@ -17,8 +17,6 @@ ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
 MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
-# losing a "published" mark in a crash only means one more (idempotently consumed) publish
-NO_SYNC = "SET LOCAL synchronous_commit TO OFF"
 COUNT_PENDING = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
 
@@ -32,8 +30,6 @@ async def lock_pending(conn: asyncpg.Connection, limit: int, min_age_s: float) -
 
 
 async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:
-    """Inside the caller's transaction, which then commits without waiting for the WAL flush."""
-    await conn.execute(NO_SYNC)
     await conn.execute(MARK_PUBLISHED, ids)
 
 
