@@ -54,6 +54,6 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(relay.run(stop))
     yield
     stop.set()
-    with suppress(asyncio.CancelledError):
+    with suppress(asyncio.CancelledError, TimeoutError):
         await asyncio.wait_for(task, timeout=5)
     await relay.close()

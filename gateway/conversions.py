@@ -134,13 +134,14 @@ async def store_batch(
     task_id: uuid.UUID | None = None,
     webhook_id: uuid.UUID | None = None,
 ) -> None:
-    """The batch, every row and its outbox message in one transaction, then an immediate publish try."""
+    """The batch, every row and its outbox message in one statement, then a publish in the background."""
     message = UploadBatch(batch_id=batch_id).model_dump(mode="json")
     outbox_id = await batches.store(
         request.app[keys.PG_POOL], batch_id, source, counter_id, token_enc, status, records,
         broker.CONVERSION_UPLOADS, message, task_id=task_id, webhook_id=webhook_id,
     )  # fmt: skip
-    await request.app[keys.RELAY].publish_now(outbox_id, broker.CONVERSION_UPLOADS, message)
+    # the answer promises only the committed rows: publishing (with confirms) need not delay it
+    request.app[keys.RELAY].publish_soon(outbox_id, broker.CONVERSION_UPLOADS, message)
 
 
 async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:

@@ -34,6 +34,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._published: list[int] = []
         self._marks: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[bool]] = set()
 
     @property
     def connected(self) -> bool:
@@ -59,6 +60,12 @@ class OutboxRelay:
         if self._marks is None or self._marks.done():
             self._marks = asyncio.create_task(self._mark_soon())
         return True
+
+    def publish_soon(self, outbox_id: int, routing_key: str, body: dict[str, Any]) -> None:
+        """publish_now in the background: for callers whose answer only promises the committed outbox row."""
+        task = asyncio.create_task(self.publish_now(outbox_id, routing_key, body))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def try_connect(self) -> bool:
         """One connection attempt, for start-up; a failure is logged and left to `run` to retry."""
@@ -86,6 +93,8 @@ class OutboxRelay:
                 pass
 
     async def close(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._marks is not None:
             await asyncio.gather(self._marks, return_exceptions=True)
         if self._connection is not None:
