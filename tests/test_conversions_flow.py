@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from gateway.app import create_app
 from sandbox.app import CONVERSIONS, FAULTS, VISITORS
 from scorer.main import main as scorer_main
-from tests.conftest import override, wait_for
+from shared import broker
+from shared.relay import OutboxRelay
+from tests.conftest import API_KEY, outbox_drained, override, wait_for
 from uploader.main import main as uploader_main
 
 COUNTER = 5151
@@ -250,3 +253,30 @@ async def test_single_and_bulk_from_a_scored_task_complete(gateway, settings, sa
 
 async def _async(value):
     return value
+
+
+async def test_rabbitmq_down_at_accept_time_still_ends_completed(
+    settings, sandbox, pool, aiohttp_client, run_service
+):
+    down = override(settings, amqp_url="amqp://guest:guest@127.0.0.1:1/")
+    gateway = await aiohttp_client(create_app(down), headers={"Authorization": f"Bearer {API_KEY}"})
+    hook = await _webhook(gateway)
+    rows = [_row(i) for i in range(3)]
+    _register(sandbox, [r["client_id"] for r in rows])
+    batch_id = await _submit(gateway, hook, rows)
+    assert (await _batch_status(gateway, hook, batch_id))["status"] == "accepted"
+    assert not await outbox_drained(pool)
+
+    # the broker is back: a relay that reaches it publishes, and the uploader finishes the job
+    relay = OutboxRelay(pool, settings.amqp_url, broker.Topology(settings.queue_prefix), interval_s=0.2)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(relay.run(stop))
+    run_service(uploader_main, settings)
+    try:
+        body, _ = await _final(gateway, hook, batch_id, timeout=60)
+    finally:
+        stop.set()
+        await runner
+        await relay.close()
+    assert body["status"] == "completed" and body["processed"] == body["total"] == 3
+    assert len(sandbox.app[CONVERSIONS].lines_for(COUNTER)) == 3
