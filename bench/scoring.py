@@ -7,6 +7,12 @@ then times: reading the TSVs (scorer.tsv), features + scoring (scorer.scoring, v
 straightforward per-visit Python implementation of the same features (the baseline), run on a
 sample and extrapolated per visit.  Asserts that the baseline and the vectorised code agree on the
 sample, and prints peak RSS.
+
+The headline speedup compares like with like: (baseline features + scoring) / (vectorised features +
+scoring), the baseline scored by the very same vectorised model call, whose measured time is added to
+both sides.  Both start from the same frames scorer.tsv returns (hits' watchID as uint64, dateTime as
+datetime64[s]; visits as text); the baseline turns the columns into Python values once (.tolist()),
+then works one visit at a time.
 """
 
 from __future__ import annotations
@@ -58,33 +64,35 @@ def generate(out_dir: Path, n_visits: int) -> np.ndarray:
     return np.concatenate(levels)
 
 
-def baseline_index(hits: pd.DataFrame) -> dict[str, str]:
-    """watchID -> dateTime text, first occurrence wins (as the vectorised join does)."""
-    index: dict[str, str] = {}
-    for watch_id, when in zip(hits["ym:pv:watchID"], hits["ym:pv:dateTime"], strict=True):
+def baseline_index(hits: pd.DataFrame) -> dict[int, dt.datetime]:
+    """watchID -> hit time, first occurrence wins (as the vectorised join does)."""
+    index: dict[int, dt.datetime] = {}
+    watch_ids = hits["ym:pv:watchID"].to_numpy().tolist()  # uint64 -> int, datetime64[s] -> datetime
+    times = hits["ym:pv:dateTime"].to_numpy().tolist()
+    for watch_id, when in zip(watch_ids, times, strict=True):
         index.setdefault(watch_id, when)
     return index
 
 
-def baseline_features(visits: pd.DataFrame, index: dict[str, str]) -> pd.DataFrame:
+def baseline_features(visits: pd.DataFrame, index: dict[int, dt.datetime]) -> pd.DataFrame:
     """The same features, one visit at a time, the way one would first write it."""
     rows = []
     for watch_ids, start_text, duration, page_views, bounce, device in zip(
-        visits["ym:s:watchIDs"],
-        visits["ym:s:dateTime"],
-        visits["ym:s:visitDuration"],
-        visits["ym:s:pageViews"],
-        visits["ym:s:bounce"],
-        visits["ym:s:deviceCategory"],
+        visits["ym:s:watchIDs"].tolist(),
+        visits["ym:s:dateTime"].tolist(),
+        visits["ym:s:visitDuration"].tolist(),
+        visits["ym:s:pageViews"].tolist(),
+        visits["ym:s:bounce"].tolist(),
+        visits["ym:s:deviceCategory"].tolist(),
         strict=True,
     ):
         start = dt.datetime.strptime(start_text, "%Y-%m-%d %H:%M:%S")
         listed = [w for w in watch_ids.strip("[]").split(",") if w]
         offsets = []
         for watch_id in listed:
-            when = index.get(watch_id)
+            when = index.get(int(watch_id))
             if when is not None:
-                seconds = (dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S") - start).total_seconds()
+                seconds = (when - start).total_seconds()
                 offsets.append(max(0, int(seconds)))
         offsets.sort()
         slots = [o // SLOT_SECONDS for o in offsets]
@@ -185,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         assert not mismatch.any(), f"baseline and vectorised features differ:\n{actual[mismatch.any(axis=1)]}"
 
         baseline_s = index_s + per_visit_s * len(visits)
-        speedup = baseline_s / features_s
+        # Like with like: both sides scored by the same vectorised model call (scoring_s).
+        speedup = (baseline_s + scoring_s) / (features_s + scoring_s)
+        features_speedup = baseline_s / features_s
         read_ratio = total_s / read_s
         # Quality on the ground truth of the very same visits (visits are read in generation order).
         positive = levels >= 4
@@ -209,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"baseline hit index (dict)      {index_s:8.2f} s   (once, over all hits)")
     print(f"baseline features, estimated   {baseline_s:8.2f} s")
-    print(f"speedup vs baseline            {speedup:8.1f} x   (target >= {TARGET_SPEEDUP:.0f} x)")
+    print(f"baseline features + scoring    {baseline_s + scoring_s:8.2f} s   (the same scoring call added)")
+    print(
+        f"speedup vs baseline            {speedup:8.1f} x   ((baseline features + scoring) / (features + "
+        f"scoring); target >= {TARGET_SPEEDUP:.0f} x)"
+    )
+    print(f"  features only                {features_speedup:8.1f} x   (baseline features / features)")
     print(f"features + scoring / read      {read_ratio:8.2f}     (target <= {TARGET_READ_RATIO:.0f})")
     print(
         f"peak RSS                       {scoring_rss:8.2f} GB  (generate, read, features, scoring; "

@@ -11,6 +11,8 @@ releases the GIL): chunk-sized temporaries stay in cache, where whole-column one
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -18,8 +20,17 @@ import pandas as pd
 from scorer import parsing
 from scorer.parsing import FeatureError, parse_datetimes, parse_ids
 
-__all__ = ["DESKTOP", "DEVICE_CLASSES", "FEATURES", "MOBILE", "SLOT_SECONDS", "FeatureError"]
-__all__ += ["build_features", "build_matrix", "device_class"]
+__all__ = [  # FeatureError lives in scorer.parsing since the text parsing moved there
+    "DESKTOP",
+    "DEVICE_CLASSES",
+    "FEATURES",
+    "MOBILE",
+    "SLOT_SECONDS",
+    "FeatureError",
+    "build_features",
+    "build_matrix",
+    "device_class",
+]
 
 SLOT_SECONDS = 15
 
@@ -51,11 +62,11 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-_VISITS_PER_CHUNK = 1 << 13  # visits joined and aggregated at a time
+_VISITS_PER_CHUNK = 1 << 14  # visits joined and aggregated at a time
 # Offsets are packed with the visit position into one int64 sort key; 2**31 s is ~68 years.
 _OFFSET_BITS = 31
 _OFFSET_MAX = (1 << _OFFSET_BITS) - 1
-_EMPTY = np.uint64(2**64 - 1)  # hit-table slot holding no hit; its home is the last slot
+_EMPTY = np.uint64(2**64 - 1)  # a key after every hit's
 
 
 def device_class(series: pd.Series) -> pd.Series:
@@ -72,148 +83,184 @@ def _device_codes(series: pd.Series) -> I64:
     return out
 
 
-def _mix(x: U64) -> U64:
-    """splitmix64 finaliser: a bijection that spreads any id structure over all 64 bits."""
+def _spread(x: U64) -> U64:
+    """Two splitmix64 rounds: a bijection whose top bits depend on every bit of ``x``."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    out: U64 = x ^ (x >> np.uint64(31))
+    out: U64 = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return out
 
 
 class _HitIndex:
-    """watchID -> hit row: an open-addressing table with linear probing, filled without a Python loop.
+    """watchID -> hit row, from sorted packed keys and a directory over their top bits.
 
-    Each hit is one uint64 key, the top bits of its mixed id (a bijection, so any id structure spreads
-    evenly) above its row number.  Its home slot is the top bits of the key, over at least twice as many
-    slots as hits.  Keys are sorted (numpy's SIMD sort), so key i lands in slot max(home_i, slot_{i-1} + 1),
-    a running maximum, and the table keeps homes in order: a lookup walks forward from its home until
-    it meets its key's top bits (then compares the full id), a later home, or an empty slot (whose
-    _EMPTY key has the last home).  A watchID exported twice (e.g. overlapping parts) resolves to its
-    first row: equal ids sort by row.  Built chunk by chunk: few whole-column temporaries.
+    Each hit is one uint64 key below 2**63: the top bits of its spread id (a bijection, so any id
+    structure spreads evenly) above its row number.  Keys are sorted (numpy's SIMD sort) and a
+    directory gives where each bucket of top bits starts, about one key a bucket.  A lookup walks on
+    from the start of its bucket until it meets its key's top bits (then compares the full id) or a
+    larger key; an _EMPTY key after the last ends every walk.  A watchID exported twice (e.g.
+    overlapping parts) resolves to its first row: equal ids sort by row.  Only the keys (8 bytes a
+    hit) and the directory (4 bytes a bucket) are allocated: fresh memory is slow to touch.
     """
 
     def __init__(self, hit_ids: U64) -> None:
         n = hit_ids.size
-        if n >= 1 << 31:
-            raise FeatureError(f"{n} hits: more than this index holds")
         self._ids = hit_ids
-        row_bits = (n + 1).bit_length()  # the _EMPTY key's row bits are no row
-        self._row_mask = np.uint64((1 << row_bits) - 1)
-        self._shift = np.uint64(63 - row_bits)  # home: the top row_bits + 1 bits, above the row bits
-        keys = np.empty(n, dtype=np.uint64)
+        bits = max(1, n.bit_length())  # for a key's row, below its top bits; and for the bucket
+        if bits > 31:
+            raise FeatureError(f"{n} hits: more than this index holds")
+        self._low = np.uint64((1 << bits) - 1)
+        bucket_bits = bits  # about one key a bucket
+        self._shift = np.uint64(63 - bucket_bits)
+        self._keys = keys = np.empty(n + 1, dtype=np.uint64)
+        keys[n] = _EMPTY
 
         def pack(lo: int, hi: int) -> None:
-            keys[lo:hi] = (_mix(hit_ids[lo:hi]) & ~self._row_mask) | np.arange(lo, hi, dtype=np.uint64)
+            keys[lo:hi] = self._top(hit_ids[lo:hi]) | np.arange(lo, hi, dtype=np.uint64)
 
         parsing.for_chunks(n, parsing.ROWS_PER_CHUNK, pack)
-        keys.sort()
-        self._table = np.full((2 << row_bits) + 1, _EMPTY, dtype=np.uint64)
-        carry = -1  # slot_i - i is a running maximum: carried from chunk to chunk
+        keys[:n].sort()
+        # starts[b]: the first key in bucket b or later.  Filled chunk by chunk (no key-sized
+        # temporaries): each key starts the buckets after the previous key's, up to its own.
+        self._starts = starts = np.empty(1 << bucket_bits, dtype=np.int32)
+        done = 0  # buckets whose start is known
         for lo in range(0, n, parsing.ROWS_PER_CHUNK):
-            chunk = keys[lo : lo + parsing.ROWS_PER_CHUNK]
-            i = np.arange(lo, lo + chunk.size)
-            slot = np.maximum(np.maximum.accumulate((chunk >> self._shift).astype(np.int64) - i), carry) + i
-            if slot[-1] >= self._table.size - 1:  # keep the last slot empty: it ends every walk
-                grown = np.full(int(slot[-1]) + 2, _EMPTY, dtype=np.uint64)
-                grown[: self._table.size] = self._table
-                self._table = grown
-            self._table[slot] = chunk
-            carry = int(slot[-1] - i[-1])
-        self._last = self._table.size - 1
+            bucket = (keys[lo : min(n, lo + parsing.ROWS_PER_CHUNK)] >> self._shift).astype(np.int64)
+            upto = int(bucket[-1]) + 1
+            spans = np.diff(bucket, prepend=done - 1)
+            starts[done:upto] = np.repeat(np.arange(lo, lo + bucket.size, dtype=np.int32), spans)
+            done = upto
+        starts[done:] = n
+
+    def _top(self, ids: U64) -> U64:
+        top: U64 = (_spread(ids) >> np.uint64(1)) & ~self._low
+        return top
 
     def rows(self, ids: U64) -> I64:
         """Hit row of each id, -1 where no hit has that id."""
         found = np.full(ids.size, -1, dtype=np.int64)
-        want = _mix(ids) & ~self._row_mask
-        home = (want >> self._shift).astype(np.int64)
-        todo = np.arange(ids.size)
-        slot = home
-        while todo.size:
-            key = self._table[slot]
-            row = (key & self._row_mask).astype(np.int64)
-            same = np.flatnonzero((key & ~self._row_mask) == want)
-            match = same[self._ids[row[same]] == ids[todo[same]]]  # the _EMPTY key never gets here
-            found[todo[match]] = row[match]
-            more = ((key >> self._shift).astype(np.int64) <= home) & (slot < self._last)
-            more[match] = False
-            todo, slot, want, home = todo[more], slot[more] + 1, want[more], home[more]
+        top = self._top(ids)
+        pos = self._starts[top >> self._shift]
+        todo: I64 | None = None  # which ids are still walking (None: all of them)
+        while pos.size:
+            key = self._keys[pos]
+            same = np.flatnonzero((key ^ top) <= self._low)
+            row = (key[same] & self._low).astype(np.intp)
+            which = same if todo is None else todo[same]
+            hit = self._ids[row] == ids[which]
+            found[which[hit]] = row[hit]
+            key[same[hit]] = _EMPTY  # found: stop walking
+            more = np.flatnonzero(key <= (top | self._low))
+            todo, pos, top = more if todo is None else todo[more], pos[more] + 1, top[more]
         return found
 
 
 def _aggregate(group: I64, offset: I64, out: F64) -> None:
-    """Fill the hit/slot/pause columns of ``out`` (features x visits) from hits sorted by (visit, offset)."""
+    """Fill the hit/slot/pause columns of ``out`` (features x visits) from hits sorted by (visit, offset).
+
+    Sums of whole seconds are exact in float64, so they are taken in any order; the squared
+    deviations are summed by ``np.bincount``, in hit order.
+    """
     m = out.shape[1]
     counts = np.bincount(group, minlength=m)
     out[_COL["hits"]] = counts
     if group.size == 0:
         return
-    has = counts > 0
-    firsts = np.cumsum(counts) - counts
+    has = np.flatnonzero(counts)
+    last = (np.cumsum(counts) - 1)[has]
+    first = last - counts[has] + 1
     slot = offset // SLOT_SECONDS
     new_group = np.ones(group.size, dtype=bool)
-    new_group[1:] = group[1:] != group[:-1]
+    np.not_equal(group[1:], group[:-1], out=new_group[1:])
     new_slot = new_group.copy()
     new_slot[1:] |= slot[1:] != slot[:-1]
-    active = np.bincount(group, weights=new_slot, minlength=m)
-    slot_range = np.zeros(m)
-    slot_range[has] = slot[firsts[has] + counts[has] - 1] - slot[firsts[has]] + 1
-    out[_COL["active_slots"]] = active
-    out[_COL["slot_range"]] = slot_range
-    out[_COL["slot_density"], has] = active[has] / slot_range[has]
-    out[_COL["hits_per_slot"], has] = counts[has] / active[has]
+    slot_starts = np.cumsum(new_slot)
+    active = (slot_starts[last] - slot_starts[first] + 1).astype(np.float64)
+    slot_range = (slot[last] - slot[first] + 1).astype(np.float64)
+    out[_COL["active_slots"], has] = active
+    out[_COL["slot_range"], has] = slot_range
+    out[_COL["slot_density"], has] = active / slot_range
+    out[_COL["hits_per_slot"], has] = counts[has] / active
 
+    several = counts[has] > 1
+    if not several.any():
+        return
+    with_gaps = has[several]
+    k = counts[with_gaps] - 1
+    mean = np.zeros(m)
+    mean[with_gaps] = (offset[last[several]] - offset[first[several]]) / k
     same = ~new_group[1:]
     gaps = (offset[1:] - offset[:-1])[same]
-    if gaps.size == 0:
-        return
     gap_group = group[1:][same]
-    n_gaps = np.bincount(gap_group, minlength=m)
-    has_gaps = n_gaps > 0
-    k = n_gaps[has_gaps]
-    mean = np.zeros(m)
-    mean[has_gaps] = np.bincount(gap_group, weights=gaps, minlength=m)[has_gaps] / k
     dev = gaps - mean[gap_group]
     var = np.bincount(gap_group, weights=dev * dev, minlength=m)
     out[_COL["pause_mean"]] = mean
-    out[_COL["pause_std"], has_gaps] = np.sqrt(var[has_gaps] / k)
+    out[_COL["pause_std"], with_gaps] = np.sqrt(var[with_gaps] / k)
     # Sorting (visit, gap) keys puts each visit's gaps in order: max and median by position.
     ordered = np.sort((gap_group << _OFFSET_BITS) | gaps) & _OFFSET_MAX
-    lo = (np.cumsum(n_gaps) - n_gaps)[has_gaps]
-    out[_COL["pause_max"], has_gaps] = ordered[lo + k - 1]
-    out[_COL["pause_median"], has_gaps] = (ordered[lo + (k - 1) // 2] + ordered[lo + k // 2]) / 2
+    # A visit's first gap sits where its first hit does, less one for each visit before it.
+    lo = (first - np.arange(has.size))[several]
+    out[_COL["pause_max"], with_gaps] = ordered[lo + k - 1]
+    out[_COL["pause_median"], with_gaps] = (ordered[lo + (k - 1) // 2] + ordered[lo + k // 2]) / 2
 
 
 def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
     """FEATURES as a (len(FEATURES), len(visits)) float64 array; visits without hits get zeros.
 
     Hits may hold ``ym:pv:watchID`` as uint64 and ``ym:pv:dateTime`` as datetime64 (as ``scorer.tsv``
-    reads them) or both as text (as the Logs API writes them).
+    reads them) or both as text (as the Logs API writes them).  While one thread indexes the hits, the
+    others parse the visits chunk by chunk; each chunk is joined and summarised as soon as the index
+    is there, the chunks parsed before that once it is.
     """
     n = len(visits)
     out = np.zeros((len(FEATURES), n))
-    hit_index = _HitIndex(parse_ids(hits["ym:pv:watchID"], "ym:pv:watchID"))
-    hit_time = parse_datetimes(hits["ym:pv:dateTime"], "ym:pv:dateTime")
-    start = parse_datetimes(visits["ym:s:dateTime"], "ym:s:dateTime")
     lists = visits["ym:s:watchIDs"].to_numpy(dtype=object)
+    indexed = threading.Event()
+    waiting: list[tuple[int, int, U64, I64, I64]] = []
 
-    def work(lo: int, hi: int) -> None:
-        listed, owner, per_row = parsing.parse_lists_chunk(lists[lo:hi].tolist(), "ym:s:watchIDs")
-        out[_COL["watch_ids"], lo:hi] = per_row
+    def index() -> tuple[_HitIndex, I64]:
+        hit_time = parse_datetimes(hits["ym:pv:dateTime"], "ym:pv:dateTime")
+        hit_index = _HitIndex(parse_ids(hits["ym:pv:watchID"], "ym:pv:watchID"))
+        indexed.set()
+        return hit_index, hit_time
+
+    def join(lo: int, hi: int, listed: U64, owner: I64, start: I64) -> None:
+        hit_index, hit_time = indexing.result()
         rows = hit_index.rows(listed)
         found = rows >= 0
         owner = owner[found]
         # Visit start is its first hit, so a negative offset is clock noise: count it as 0.
-        offset = np.clip(hit_time[rows[found]] - start[lo:hi][owner], 0, _OFFSET_MAX)
-        key = np.sort((owner << _OFFSET_BITS) | offset)
+        offset = np.clip(hit_time[rows[found]] - start[owner], 0, _OFFSET_MAX)
+        key = (owner << _OFFSET_BITS) | offset
+        if key.size > 1 and not bool(np.all(key[1:] >= key[:-1])):  # watchIDs are mostly in time order
+            key.sort()
         _aggregate(key >> _OFFSET_BITS, key & _OFFSET_MAX, out[:, lo:hi])
 
-    parsing.for_chunks(n, _VISITS_PER_CHUNK, work)
-    out[_COL["visit_duration"]] = visits["ym:s:visitDuration"].to_numpy(dtype=np.float64)
-    out[_COL["page_views"]] = visits["ym:s:pageViews"].to_numpy(dtype=np.float64)
-    out[_COL["bounce"]] = visits["ym:s:bounce"].to_numpy(dtype=np.float64)
-    codes = _device_codes(visits["ym:s:deviceCategory"])
-    out[_COL["device_category"]] = codes
-    out[_COL["is_mobile"]] = (codes == 2) | (codes == 3)
+    def chunk(lo: int, hi: int) -> None:
+        listed, owner, per_row = parsing.parse_lists_chunk(lists[lo:hi].tolist(), "ym:s:watchIDs")
+        part = visits.iloc[lo:hi]
+        start = parse_datetimes(part["ym:s:dateTime"], "ym:s:dateTime")
+        out[_COL["watch_ids"], lo:hi] = per_row
+        out[_COL["visit_duration"], lo:hi] = part["ym:s:visitDuration"].to_numpy(dtype=np.float64)
+        out[_COL["page_views"], lo:hi] = part["ym:s:pageViews"].to_numpy(dtype=np.float64)
+        out[_COL["bounce"], lo:hi] = part["ym:s:bounce"].to_numpy(dtype=np.float64)
+        codes = _device_codes(part["ym:s:deviceCategory"])
+        out[_COL["device_category"], lo:hi] = codes
+        out[_COL["is_mobile"], lo:hi] = (codes == 2) | (codes == 3)
+        if indexed.is_set():
+            join(lo, hi, listed, owner, start)
+        else:
+            waiting.append((lo, hi, listed, owner, start))
+
+    with parsing.workers() as pool:
+        indexing = pool.submit(index)
+        chunks = [
+            pool.submit(chunk, lo, min(n, lo + _VISITS_PER_CHUNK)) for lo in range(0, n, _VISITS_PER_CHUNK)
+        ]
+        for future in chunks:
+            future.result()
+        for future in [pool.submit(join, *parsed) for parsed in waiting]:
+            future.result()
+        indexing.result()
     return out
 
 

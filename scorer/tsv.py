@@ -141,7 +141,9 @@ def read_tsv(
     ('YYYY-MM-DD HH:MM:SS', naive), the rest str.  Only the ``escaped`` columns are unescaped: ids,
     numbers and dates never hold escapes, and skipping them keeps large files fast.
     """
-    types = {f: "int64" for f in ints} | {f: "uint64" for f in uint64s} | {f: "datetime64[s]" for f in datetimes}
+    types = (
+        {f: "int64" for f in ints} | {f: "uint64" for f in uint64s} | {f: "datetime64[s]" for f in datetimes}
+    )
     frames = [_read_one(Path(p), fields, {f: types[f] for f in fields if f in types}) for p in paths]
     if not frames:
         return pd.DataFrame({f: _empty(types.get(f, "str")) for f in fields}, columns=list(fields))

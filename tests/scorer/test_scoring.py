@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, Day, simulate_day, write_tsv
 from scorer import scoring, tsv
+from scorer.features import FEATURES, build_matrix
 from scorer.model import Models, load_models
 
 # A counter and day the shipped models never saw in training.
@@ -118,10 +119,54 @@ def test_reads_several_parts_in_order_with_exact_ids(tmp_path: Path, day: Day) -
     assert list(hits.columns) == list(tsv.HIT_FIELDS)
     for col in tsv.VISIT_FIELDS:
         assert visits[col].tolist() == day.visits[col].tolist(), col
-    assert hits["ym:pv:watchID"].tolist() == day.hits["ym:pv:watchID"].tolist()
+    # The hits' join key and time come numeric: exact uint64 ids, datetime64[s] times.
+    assert hits["ym:pv:watchID"].dtype == np.uint64
+    assert hits["ym:pv:watchID"].tolist() == [int(v) for v in day.hits["ym:pv:watchID"]]
+    assert any(int(v) > 2**63 for v in hits["ym:pv:watchID"])
+    assert hits["ym:pv:dateTime"].dtype == "datetime64[s]"
+    assert hits["ym:pv:dateTime"].tolist() == pd.to_datetime(day.hits["ym:pv:dateTime"]).tolist()
     for col in ("ym:s:visitID", "ym:s:clientID", "ym:s:watchIDs"):
         assert all(isinstance(v, str) for v in visits[col])
     assert any(int(v) > 2**63 for v in visits["ym:s:visitID"])
+
+
+def test_hit_ids_above_2_63_are_read_exactly(tmp_path: Path) -> None:
+    ids = [2**64 - 1, 2**64 - 2, 2**63 + 1, 2**63, 2**63 - 1, 2**53 + 1, 0, 18446744073709551557]
+    path = tmp_path / "hits_0.tsv"
+    lines = ["ym:pv:dateTime\tym:pv:URL\tym:pv:watchID"]
+    lines += [f"2024-03-01 10:00:{i:02d}\thttps://x.ru/{i}\t{v}" for i, v in enumerate(ids)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    hits = tsv.read_hits([path])
+    assert hits["ym:pv:watchID"].dtype == np.uint64
+    assert hits["ym:pv:watchID"].tolist() == ids  # Python ints: compared exactly, no float anywhere
+    assert hits["ym:pv:dateTime"].iloc[-1] == pd.Timestamp("2024-03-01 10:00:07")
+
+
+@pytest.mark.parametrize(
+    ("column", "bad"),
+    [
+        ("ym:pv:watchID", "18446744073709551616"),  # 2**64
+        ("ym:pv:watchID", "-1"),
+        ("ym:pv:watchID", "1.5e18"),
+        ("ym:pv:watchID", " 12"),
+        ("ym:pv:watchID", ""),
+        ("ym:pv:watchID", "123456789012345678901234"),
+        ("ym:pv:dateTime", "2024-02-30 00:00:00"),
+        ("ym:pv:dateTime", "2024-03-01T10:00:00"),
+        ("ym:pv:dateTime", "2024-03-01 10:00:00.5"),
+    ],
+)
+def test_bad_hit_ids_and_times_are_refused_naming_the_file(tmp_path: Path, column: str, bad: str) -> None:
+    good = {"ym:pv:watchID": "7", "ym:pv:dateTime": "2024-03-01 10:00:00"}
+    path = tmp_path / "hits_3.tsv"
+    rows = [good, {**good, column: bad}]
+    path.write_text(
+        "ym:pv:watchID\tym:pv:dateTime\n"
+        + "".join(f"{r['ym:pv:watchID']}\t{r['ym:pv:dateTime']}\n" for r in rows),
+        encoding="utf-8",
+    )
+    with pytest.raises(tsv.TsvError, match=r"hits_3\.tsv"):
+        tsv.read_hits([path])
 
 
 def test_part_order_is_numeric(tmp_path: Path) -> None:
@@ -188,3 +233,58 @@ def test_header_only_part_gives_no_rows(tmp_path: Path) -> None:
     path.write_text("\t".join(HIT_FIELDS) + "\n", encoding="utf-8")
     hits = tsv.read_hits([path])
     assert len(hits) == 0 and list(hits.columns) == list(tsv.HIT_FIELDS)
+    assert hits["ym:pv:watchID"].dtype == np.uint64
+    assert tsv.read_hits([])["ym:pv:dateTime"].dtype == "datetime64[s]"
+
+
+# --- the compiled model ----------------------------------------------------------------------------
+
+
+def test_compiled_models_score_exactly_as_predict_proba(day: Day, models: Models) -> None:
+    matrix = build_matrix(day.visits, day.hits)
+    scores, selected = scoring.predict(matrix, models)
+    mobile = matrix[FEATURES.index("is_mobile")] == 1
+    for name, rows in (("desktop", ~mobile), ("mobile", mobile)):
+        assert scoring._forest(models.estimator(name)) is not None, name
+        expected = models.estimator(name).predict_proba(np.ascontiguousarray(matrix[:, rows].T))[:, 1]
+        assert np.array_equal(scores[rows], expected), name  # bit for bit
+    thresholds = np.where(mobile, models.threshold("mobile"), models.threshold("desktop"))
+    assert np.array_equal(selected, scores >= thresholds)
+    # Features on, just below and just above every split threshold.
+    for name in ("desktop", "mobile"):
+        forest = scoring._forest(models.estimator(name))
+        assert forest is not None
+        probe = forest.probe(4096)
+        expected = models.estimator(name).predict_proba(np.ascontiguousarray(probe.T))[:, 1]
+        assert np.array_equal(forest.proba(probe), expected), name
+
+
+def test_nan_features_are_scored_by_predict_proba(models: Models) -> None:
+    forest = scoring._forest(models.estimator("desktop"))
+    assert forest is not None
+    probe = forest.probe(64)
+    probe[FEATURES.index("pause_std"), ::3] = np.nan
+    expected = models.estimator("desktop").predict_proba(np.ascontiguousarray(probe.T))[:, 1]
+    assert np.array_equal(forest.proba(probe), expected)
+
+
+def test_a_model_the_compiler_gets_wrong_falls_back_to_predict_proba(
+    day: Day, models: Models, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    estimator = models.estimator("mobile")
+    original = scoring._Forest._compile
+
+    def off_by_one(nodes: object) -> tuple[object, object, object]:
+        features, thresholds, leaf = original(nodes)
+        return features, thresholds, leaf + 1e-3
+
+    monkeypatch.setattr(scoring._Forest, "_compile", staticmethod(off_by_one))
+    monkeypatch.setattr(scoring, "_FORESTS", scoring.weakref.WeakKeyDictionary())
+    matrix = build_matrix(day.visits, day.hits)
+    with caplog.at_level("WARNING", logger="scorer.scoring"):
+        scores, _ = scoring.predict(matrix, models)
+    assert scoring._forest(estimator) is None
+    assert "cannot compile" in caplog.text
+    mobile = matrix[FEATURES.index("is_mobile")] == 1
+    expected = estimator.predict_proba(np.ascontiguousarray(matrix[:, mobile].T))[:, 1]
+    assert np.array_equal(scores[mobile], expected)
