@@ -745,7 +745,7 @@ async def test_recorded_lines(start: Start, http: aiohttp.ClientSession):
             "received": only[0]["received"],
         }
     ]
-    assert datetime.fromtimestamp(only[0]["received"], UTC).date() == TODAY
+    assert datetime.fromtimestamp(only[0]["received"], MOSCOW).date() == TODAY  # "today" is a Moscow date
     async with http.delete(control(server, "conversions")) as resp:
         assert await resp.json() == {"lines": []}
     assert log.lines == []
