@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aio_pika
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -98,15 +99,31 @@ async def queue_prefix() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[TestServer]:
+async def sandbox(start_sandbox: Callable[..., Awaitable[TestServer]]) -> TestServer:
     """The Metrika API sandbox on a free loopback port; small days so tests stay fast."""
-    app = create_sandbox(
-        SandboxConfig(processing_seconds=0.2, visits_per_day=400, conversion_processing_seconds=0.3)
-    )
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield server
-    await server.close()
+    return await start_sandbox(processing_seconds=0.2, visits_per_day=400, conversion_processing_seconds=0.3)
+
+
+@pytest.fixture
+async def start_sandbox() -> AsyncIterator[Callable[..., Awaitable[TestServer]]]:
+    """A factory of sandbox servers, each with its own SandboxConfig(**config); all closed at teardown."""
+    servers: list[TestServer] = []
+
+    async def start(**config: Any) -> TestServer:
+        server = TestServer(create_sandbox(SandboxConfig(**config)), host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from sandbox.__main__ import parse_args
-from sandbox.app import CONVERSIONS, DAYS, FAULTS, GOALS, REQUEST_LOG, UPLOADINGS, SandboxConfig, create_app
+from sandbox.app import CONVERSIONS, DAYS, FAULTS, GOALS, REQUEST_LOG, UPLOADINGS, SandboxConfig
 from sandbox.clock import MOSCOW
 from sandbox.config import DEFAULT_GOALS
 from sandbox.simulator import simulate_day
@@ -48,31 +49,15 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    servers: list[TestServer] = []
-
-    async def _start(**overrides: Any) -> TestServer:
-        settings: dict[str, Any] = {
-            "conversion_processing_seconds": 0,
-            "visits_per_day": VISITS,
-            "today": TODAY,
-            "rps": 0,
-            "management_rps": 0,
-        }
-        server = TestServer(create_app(SandboxConfig(**{**settings, **overrides})))
-        await server.start_server()
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+def start(start_sandbox: Start) -> Start:
+    return functools.partial(
+        start_sandbox,
+        conversion_processing_seconds=0,
+        visits_per_day=VISITS,
+        today=TODAY,
+        rps=0,
+        management_rps=0,
+    )
 
 
 def api(server: TestServer, path: str, counter: int = COUNTER) -> str:

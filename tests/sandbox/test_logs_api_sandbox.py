@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from sandbox.__main__ import parse_args
-from sandbox.app import DAYS, FAULTS, LOG_REQUESTS, REQUEST_LOG, SandboxConfig, create_app
+from sandbox.app import DAYS, FAULTS, LOG_REQUESTS, REQUEST_LOG, SandboxConfig
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, Day, simulate_day, write_tsv
 
 TODAY = date(2024, 3, 10)
@@ -32,30 +33,8 @@ Start = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    servers: list[TestServer] = []
-
-    async def _start(**overrides: Any) -> TestServer:
-        settings: dict[str, Any] = {
-            "processing_seconds": 0.05,
-            "visits_per_day": 300,
-            "today": TODAY,
-            "rps": 0,
-        }
-        server = TestServer(create_app(SandboxConfig(**{**settings, **overrides})))
-        await server.start_server()
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+def start(start_sandbox: Start) -> Start:
+    return functools.partial(start_sandbox, processing_seconds=0.05, visits_per_day=300, today=TODAY, rps=0)
 
 
 def api(server: TestServer, path: str, counter: int = COUNTER) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG, SandboxConfig, create_app
+from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, simulate_day, write_tsv
 from scorer.logs_api import LogsApiClient, LogsApiError, LogsApiQuotaError
 
@@ -29,31 +30,20 @@ Start = Callable[..., Awaitable[TestServer]]
 
 
 @pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    servers: list[TestServer] = []
-
-    async def _start(**overrides: Any) -> TestServer:
-        settings: dict[str, Any] = {
-            "tokens": frozenset({TOKEN}),
-            "processing_seconds": 0.05,
-            "visits_per_day": VISITS,
-            "today": TODAY,
-            "rps": 0,
-        }
-        server = TestServer(create_app(SandboxConfig(**{**settings, **overrides})), host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return server
-
-    yield _start
-    for server in servers:
-        await server.close()
+def start(start_sandbox: Start) -> Start:
+    return functools.partial(
+        start_sandbox,
+        tokens=frozenset({TOKEN}),
+        processing_seconds=0.05,
+        visits_per_day=VISITS,
+        today=TODAY,
+        rps=0,
+    )
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as http:
-        yield http
+def session(http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return http
 
 
 def make_client(
