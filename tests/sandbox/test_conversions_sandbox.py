@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
@@ -19,14 +18,14 @@ from sandbox.app import CONVERSIONS, DAYS, FAULTS, GOALS, REQUEST_LOG, UPLOADING
 from sandbox.clock import MOSCOW
 from sandbox.config import DEFAULT_GOALS
 from sandbox.simulator import simulate_day
+from tests.sandbox.helpers import AUTH, call
+from tests.sandbox.helpers import assert_error as _assert_error
 
 TODAY = date(2024, 3, 10)
 DAY = date(2024, 3, 9)
 COUNTER = 4242
 OTHER_COUNTER = 5151
 VISITS = 300
-TOKEN = "sandbox-token"
-AUTH = {"Authorization": f"OAuth {TOKEN}"}
 NO_OBJECT = "No object with specified ID."
 HEADER = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid"}
 
@@ -60,32 +59,16 @@ def start(start_sandbox: Start) -> Start:
     )
 
 
+def assert_error(*args: Any, **kw: Any) -> None:
+    _assert_error(*args, exact=False, **kw)
+
+
 def api(server: TestServer, path: str, counter: int = COUNTER) -> str:
     return str(server.make_url(f"/management/v1/counter/{counter}{path}"))
 
 
 def control(server: TestServer, path: str) -> str:
     return str(server.make_url(f"/sandbox/{path}"))
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any
-) -> tuple[int, Any]:
-    async with http.request(method, url, headers=AUTH if headers is None else headers, **kw) as resp:
-        text = await resp.text()
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
-
-
-def assert_error(status: int, body: Any, code: int, error_type: str, message: str | None = None) -> None:
-    assert status == code, body
-    assert body["code"] == code
-    assert body["errors"][0]["error_type"] == error_type
-    assert body["message"] == body["errors"][0]["message"]
-    if message is not None:
-        assert message in body["message"], body["message"]
 
 
 def form(data: str | bytes, name: str = "file") -> aiohttp.FormData:

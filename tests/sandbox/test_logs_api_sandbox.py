@@ -20,12 +20,11 @@ from aiohttp.test_utils import TestServer
 from sandbox.__main__ import parse_args
 from sandbox.app import DAYS, FAULTS, LOG_REQUESTS, REQUEST_LOG, SandboxConfig
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, Day, simulate_day, write_tsv
+from tests.sandbox.helpers import AUTH, TOKEN, assert_error, call
 
 TODAY = date(2024, 3, 10)
 DAY = date(2024, 3, 9)
 COUNTER = 4242
-TOKEN = "sandbox-token"
-AUTH = {"Authorization": f"OAuth {TOKEN}"}
 FIELDS = ["ym:s:visitID", "ym:s:clientID", "ym:s:watchIDs", "ym:s:dateTime", "ym:s:startURL"]
 NOT_PROCESSED = "Only log of requests in status 'processed' can be downloaded"
 
@@ -50,26 +49,6 @@ def params(
         "source": source,
         "fields": ",".join(fields or FIELDS),
     }
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any
-) -> tuple[int, Any]:
-    async with http.request(method, url, headers=AUTH if headers is None else headers, **kw) as resp:
-        text = await resp.text()
-        try:
-            return resp.status, json.loads(text)
-        except ValueError:
-            return resp.status, text
-
-
-def assert_error(status: int, body: Any, code: int, error_type: str, message: str | None = None) -> None:
-    assert status == code, body
-    assert body["code"] == code
-    assert body["errors"][0]["error_type"] == error_type
-    assert body["message"] == body["errors"][0]["message"]
-    if message is not None:
-        assert body["message"] == message
 
 
 async def create(http: aiohttp.ClientSession, server: TestServer, **kw: Any) -> dict[str, Any]:
