@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.bodies import parse_body, read_json, unprocessable
+from gateway.tasks import load_task
 from shared import broker, errors
 from shared.conversions import Checked, Conversion, Rules, check_row
 from shared.db import Executor, batches, tasks
@@ -28,7 +29,7 @@ MAX_LISTED_ROW_ERRORS = 1000
 
 async def create_bulk(request: web.Request) -> web.Response:
     body = await parse_body(request, ConversionsBulk)
-    task = await _task(request, body.task_id)
+    task = await load_task(request, body.task_id)
     if task["status"] == "failed":
         raise errors.Conflict(f"Task failed: {task['error']}")
     if task["status"] != "completed":
@@ -92,11 +93,7 @@ async def upload_status(request: web.Request) -> web.Response:
 
 
 async def task_conversions(request: web.Request) -> web.Response:
-    try:
-        task_id = uuid.UUID(request.match_info["task_id"])
-    except ValueError:
-        raise errors.NotFound("Task not found") from None
-    task = await _task(request, task_id)
+    task = await load_task(request)
     pool = request.app[keys.PG_POOL]
     return web.json_response(await status_objects(pool, await batches.list_for_task(pool, task["id"])))
 
@@ -224,10 +221,3 @@ def _credentials(settings: Settings, token: str | None, counter: int | None) -> 
     if not counter:
         raise errors.BadRequest("counter is required (in body or env)")
     return token, counter
-
-
-async def _task(request: web.Request, task_id: uuid.UUID) -> asyncpg.Record:
-    task = await tasks.get(request.app[keys.PG_POOL], task_id)
-    if task is None:
-        raise errors.NotFound("Task not found")
-    return task

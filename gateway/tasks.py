@@ -44,7 +44,7 @@ async def create_task(request: web.Request) -> web.Response:
 
 
 async def task_status(request: web.Request) -> web.Response:
-    task = await _get_task(request)
+    task = await load_task(request)
     return web.json_response(
         {
             "status": task["status"],
@@ -60,7 +60,7 @@ async def task_status(request: web.Request) -> web.Response:
 
 
 async def task_result(request: web.Request) -> web.Response:
-    task = await _get_task(request)
+    task = await load_task(request)
     query = parse_query(request, ResultQuery)
     if task["status"] == "failed":
         raise errors.Conflict(f"Task failed: {task['error']}")
@@ -89,12 +89,14 @@ async def task_result(request: web.Request) -> web.Response:
     return web.json_response({"data": data, "pagination": pagination})
 
 
-async def _get_task(request: web.Request) -> Any:
+async def load_task(request: web.Request, task_id: uuid.UUID | str | None = None) -> Any:
+    """The task named by `task_id` (default: the path's {task_id}); 404 "Task not found" otherwise."""
+    raw = request.match_info["task_id"] if task_id is None else task_id
     try:
-        task_id = uuid.UUID(request.match_info["task_id"])
+        parsed = raw if isinstance(raw, uuid.UUID) else uuid.UUID(raw)
     except ValueError:
         raise errors.NotFound("Task not found") from None
-    task = await tasks.get(request.app[keys.PG_POOL], task_id)
+    task = await tasks.get(request.app[keys.PG_POOL], parsed)
     if task is None:
         raise errors.NotFound("Task not found")
     return task
