@@ -10,7 +10,7 @@ from shared.settings import Settings
 def main() -> None:
     setup_logging()
     settings = Settings()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, reuse_port=True)
 
 
 if __name__ == "__main__":

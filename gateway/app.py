@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.bodies import MAX_BODY_BYTES
+from gateway.intake import Intake
 from gateway.middlewares import auth_middleware, error_middleware
 from gateway.routes import setup_routes
 from shared import broker, db
@@ -24,6 +25,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.CIPHER] = TokenCipher(settings.token_encryption_key)
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(relay_context)
+    app.cleanup_ctx.append(intake_context)
     setup_routes(app)
     return app
 
@@ -57,3 +59,10 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
     with suppress(asyncio.CancelledError, TimeoutError):
         await asyncio.wait_for(task, timeout=5)
     await relay.close()
+
+
+async def intake_context(app: web.Application) -> AsyncIterator[None]:
+    intake = Intake(app[keys.PG_POOL], app[keys.PG_LOSSY_POOL], app[keys.RELAY])
+    app[keys.INTAKE] = intake
+    yield
+    await intake.close()  # before the relay closes: the last groups still publish

@@ -15,10 +15,10 @@ from aiohttp import web
 from gateway import keys
 from gateway.bodies import parse_body, read_json, unprocessable
 from gateway.tasks import load_task
-from shared import broker, errors
+from shared import errors
 from shared.conversions import Checked, Conversion, Rules, check_row
 from shared.db import Executor, batches, tasks
-from shared.schemas import ConversionsBulk, UploadBatch, UploadCredentials
+from shared.schemas import ConversionsBulk, UploadCredentials
 from shared.settings import Settings
 
 # the webhook document's limit of conversions per request (the 10 MB body limit is in gateway.bodies)
@@ -131,14 +131,11 @@ async def store_batch(
     task_id: uuid.UUID | None = None,
     webhook_id: uuid.UUID | None = None,
 ) -> None:
-    """The batch, every row and its outbox message in one statement, then a publish in the background."""
-    message = UploadBatch(batch_id=batch_id).model_dump(mode="json")
-    outbox_id = await batches.store(
-        request.app[keys.PG_POOL], batch_id, source, counter_id, token_enc, status, records,
-        broker.CONVERSION_UPLOADS, message, task_id=task_id, webhook_id=webhook_id,
-    )  # fmt: skip
-    # the answer promises only the committed rows: publishing (with confirms) need not delay it
-    request.app[keys.RELAY].publish_soon(outbox_id, broker.CONVERSION_UPLOADS, message)
+    """Commit the batch, every row and its outbox message (shared with concurrent requests' batches);
+    publishing follows in the background."""
+    await request.app[keys.INTAKE].store(
+        batches.NewBatch(batch_id, source, task_id, webhook_id, counter_id, token_enc, status, records)
+    )
 
 
 async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:

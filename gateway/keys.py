@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
+from gateway.intake import Intake
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
@@ -15,3 +16,4 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 PG_LOSSY_POOL = web.AppKey("pg_lossy_pool", asyncpg.Pool)
 RELAY = web.AppKey("relay", OutboxRelay)
 CIPHER = web.AppKey("cipher", TokenCipher)
+INTAKE = web.AppKey("intake", Intake)

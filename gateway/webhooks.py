@@ -150,7 +150,7 @@ async def _authenticate(request: web.Request, *, count: bool = False) -> asyncpg
     digest = _digest(given)
     pool = request.app[keys.PG_POOL]
     webhook = await (
-        webhooks.get_and_count(pool, webhook_id, digest) if count else webhooks.get(pool, webhook_id)
+        request.app[keys.INTAKE].webhook((webhook_id, digest)) if count else webhooks.get(pool, webhook_id)
     )
     if webhook is None:
         raise errors.NotFound("Webhook not found")

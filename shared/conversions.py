@@ -85,7 +85,7 @@ class Conversion:
     purchase_id: str | None = None
 
     def record(self, batch_id: uuid.UUID) -> tuple[Any, ...]:
-        """The row for batches.insert_conversions (CONVERSION_COLUMNS), waiting for upload."""
+        """The row for batches.store (CONVERSION_COLUMNS), waiting for upload."""
         return (
             batch_id, self.index, self.id_type, self.identifier, self.target, self.date_time, self.price,
             self.currency, self.purchase_id, "pending", None,

@@ -46,10 +46,11 @@ class ScoreTask(BaseModel):
     task_id: uuid.UUID
 
 
-class UploadBatch(BaseModel):
-    """Message on the conversion_uploads queue: a stored batch of conversions to send to Metrika."""
+class UploadBatches(BaseModel):
+    """Message on the conversion_uploads queue: stored batches of conversions to send to Metrika (the
+    batches the gateway stored in one commit travel in one message)."""
 
-    batch_id: uuid.UUID
+    batch_ids: list[uuid.UUID] = Field(min_length=1)
 
 
 def _storable(value: str) -> str:

@@ -1,4 +1,4 @@
-"""handle_upload_batch: one stored batch -> one Metrika upload per identifier type, exactly once."""
+"""handle_upload_batches: each stored batch -> one Metrika upload per identifier type, exactly once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 
 from shared import errors
 from shared.db import batches, locks
-from shared.schemas import UploadBatch
+from shared.schemas import UploadBatches
 from uploader import batch_status, csvfile
 from uploader.deps import Deps
 from uploader.metrika import MetrikaClient, MetrikaError
@@ -24,14 +24,29 @@ def upload_comment(file_id: int) -> str:
     return f"metrikascore{file_id}"
 
 
-async def handle_upload_batch(body: UploadBatch, deps: Deps) -> None:
-    async with locks.hold(deps.pool, body.batch_id) as locked:
+async def handle_upload_batches(body: UploadBatches, deps: Deps) -> None:
+    """Every batch of the message gets its turn; then the first failure decides the message's fate (a
+    redelivery skips the batches already done)."""
+    failures: list[Exception] = []
+    for batch_id in body.batch_ids:
+        try:
+            await upload_batch(batch_id, deps)
+        except Exception as exc:
+            logger.warning("batch %s: %s", batch_id, exc)
+            failures.append(exc)
+    transient = [exc for exc in failures if not isinstance(exc, errors.Permanent)]
+    if failures:
+        raise (transient or failures)[0]
+
+
+async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
+    async with locks.hold(deps.pool, batch_id) as locked:
         if not locked:
-            logger.info("batch %s is being uploaded elsewhere; dropping this duplicate", body.batch_id)
+            logger.info("batch %s is being uploaded elsewhere; dropping this duplicate", batch_id)
             return
-        batch = await batches.get(deps.pool, body.batch_id)
+        batch = await batches.get(deps.pool, batch_id)
         if batch is None:
-            raise errors.Permanent(f"batch {body.batch_id} does not exist")
+            raise errors.Permanent(f"batch {batch_id} does not exist")
         if batch["status"] in ("completed", "error"):
             return
         await batches.set_status(deps.pool, batch["id"], "pending")

@@ -11,10 +11,10 @@ import aiohttp
 from shared import broker, db
 from shared.consumer import serve
 from shared.crypto import TokenCipher
-from shared.schemas import UploadBatch
+from shared.schemas import UploadBatches
 from shared.settings import Settings
 from uploader.deps import Deps
-from uploader.handler import handle_upload_batch
+from uploader.handler import handle_upload_batches
 from uploader.poller import run_poller
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                     connection,
                     topology,
                     broker.CONVERSION_UPLOADS,
-                    UploadBatch,
-                    functools.partial(handle_upload_batch, deps=deps),
+                    UploadBatches,
+                    functools.partial(handle_upload_batches, deps=deps),
                     stop,
                     prefetch=settings.prefetch_count,
                     grace_s=settings.shutdown_grace_s,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -18,23 +18,40 @@ CONVERSION_COLUMNS = (
     "batch_id", "idx", "id_type", "identifier", "target", "date_time", "price", "currency", "purchase_id",
     "status", "reason",
 )  # fmt: skip
-# the batch, all its rows and the outbox message in ONE statement: one round trip, atomic by itself
+# batches, all their rows and one outbox message in ONE statement: one round trip, atomic by itself
+# (foreign keys are checked at the statement's end, after every CTE ran)
 STORE = """
-WITH batch AS (
+WITH new_batches AS (
     INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-    RETURNING id
-), rows AS (
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bytea[], $7::text[]
+    )
+), new_rows AS (
     INSERT INTO conversions (
         batch_id, idx, id_type, identifier, target, date_time, price, currency, purchase_id, status, reason
     )
-    SELECT batch.id, r.* FROM batch, unnest(
-        $8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::numeric[], $14::text[],
-        $15::text[], $16::text[], $17::text[]
-    ) AS r
+    SELECT * FROM unnest(
+        $8::uuid[], $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::numeric[],
+        $15::text[], $16::text[], $17::text[], $18::text[]
+    )
 )
-INSERT INTO outbox (routing_key, body) VALUES ($18, $19) RETURNING id
+INSERT INTO outbox (routing_key, body) VALUES ($19, $20) RETURNING id
 """
+
+
+class NewBatch(NamedTuple):
+    """A batch to store; `records` are its rows shaped as CONVERSION_COLUMNS."""
+
+    id: uuid.UUID
+    source: str
+    task_id: uuid.UUID | None
+    webhook_id: uuid.UUID | None
+    counter_id: int
+    token_enc: bytes
+    status: str
+    records: Sequence[tuple[Any, ...]]
+
+
 STATUS = """
 SELECT b.id, b.source, b.status, b.error, b.task_id, b.webhook_id, b.counter_id, b.created_at, b.updated_at,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id) AS total,
@@ -164,36 +181,17 @@ async def insert_batch(
 
 
 async def store(
-    db: Executor,
-    batch_id: uuid.UUID,
-    source: str,
-    counter_id: int,
-    token_enc: bytes,
-    status: str,
-    records: Sequence[tuple[Any, ...]],
-    routing_key: str,
-    message: dict[str, Any],
-    *,
-    task_id: uuid.UUID | None = None,
-    webhook_id: uuid.UUID | None = None,
+    db: Executor, new: Sequence[NewBatch], routing_key: str, message: dict[str, Any]
 ) -> int:
-    """Store a batch, its rows (shaped as CONVERSION_COLUMNS) and its outbox row; the outbox id."""
-    columns = list(zip(*records, strict=True)) if records else [()] * len(CONVERSION_COLUMNS)
-    arrays = [list(column) for column in columns[1:]]
-    outbox_id = await db.fetchval(
-        STORE,
-        batch_id,
-        source,
-        task_id,
-        webhook_id,
-        counter_id,
-        token_enc,
-        status,
-        *arrays,
-        routing_key,
-        message,
+    """Store batches, their rows and one outbox row carrying `message`; the outbox id."""
+    batch_columns = [list(column) for column in zip(*(b[:7] for b in new), strict=True)]
+    records = [record for b in new for record in b.records]
+    row_columns = (
+        [list(column) for column in zip(*records, strict=True)]
+        if records
+        else [[] for _ in CONVERSION_COLUMNS]
     )
-    return int(outbox_id)
+    return int(await db.fetchval(STORE, *batch_columns, *row_columns, routing_key, message))
 
 
 async def insert_conversions(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -99,7 +99,7 @@ async def test_single_is_stored_and_published(gateway, settings, pool):
             broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
         )
         message = await queue.get(timeout=5)
-        assert json.loads(message.body) == {"batch_id": str(batch_id)}
+        assert json.loads(message.body) == {"batch_ids": [str(batch_id)]}
         await message.ack()
     await wait_for(lambda: outbox_drained(pool), timeout=5)  # marked published a moment later
 
@@ -185,7 +185,8 @@ async def test_bulk_from_a_completed_task(gateway, settings, pool):
         dt.datetime(2025, 7, 1, 9, 0, i, tzinfo=dt.UTC) for i in range(3)
     ]
     assert {r["status"] for r in rows} == {"pending"} and {r["price"] for r in rows} == {None}
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE body->>'batch_id' = $1", str(batch_id)) == 1
+    outbox_rows = "SELECT count(*) FROM outbox WHERE body->'batch_ids' ? $1"
+    assert await pool.fetchval(outbox_rows, str(batch_id)) == 1
 
     resp = await gateway.post(
         "/conversions/bulk", json={"task_id": str(task_id), "target": "lead", "counter": 5, "token": "own"}

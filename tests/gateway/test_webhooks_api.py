@@ -176,7 +176,7 @@ async def test_submit_stores_rows_and_publishes(gateway, settings, pool):
         )
         message = await queue.get(timeout=5)
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
-        assert json.loads(message.body) == {"batch_id": str(batch_id)}
+        assert json.loads(message.body) == {"batch_ids": [str(batch_id)]}
         await message.ack()
     await wait_for(lambda: outbox_drained(pool), timeout=5)  # marked published a moment later
 
