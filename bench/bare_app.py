@@ -6,6 +6,8 @@ import sys
 
 from aiohttp import web
 
+from shared.loop import new_event_loop
+
 
 async def accept(request: web.Request) -> web.Response:
     body = await request.json()
@@ -15,4 +17,7 @@ async def accept(request: web.Request) -> web.Response:
 if __name__ == "__main__":
     app = web.Application(client_max_size=10 * 1024 * 1024)
     app.router.add_post("/webhook/{webhook_id}", accept)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+    # the gateway's event loop, so that the two differ only in what the handler does
+    web.run_app(
+        app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=new_event_loop()
+    )

@@ -62,7 +62,7 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def intake_context(app: web.Application) -> AsyncIterator[None]:
-    intake = Intake(app[keys.PG_POOL], app[keys.PG_LOSSY_POOL], app[keys.RELAY])
+    intake = Intake(app[keys.PG_POOL], app[keys.RELAY], app[keys.SETTINGS].webhook_rate_per_minute)
     app[keys.INTAKE] = intake
     yield
     await intake.close()  # before the relay closes: the last groups still publish

@@ -1,14 +1,13 @@
 """The gateway's hot-path round trips, shared by the requests that arrive together.
 
 Webhook senders fire many small requests at once. Each request still gets its own checks and its own
-answer, but the webhook lookup with its rate count, and the store of batch + rows + outbox message, run
-as one statement per group of concurrent requests (see shared.coalesce): one round trip and one commit
-for the group instead of one per request, and one RabbitMQ message naming the group's batches.
+answer, but the webhook lookup, the rate count and the store of batch + rows + outbox message run as ONE
+statement per group of concurrent requests (see shared.coalesce): one round trip and one commit for the
+group instead of several per request, and one RabbitMQ message naming the group's batches.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import asyncpg
@@ -24,20 +23,25 @@ MAX_GROUP = 32
 
 
 class Intake:
-    def __init__(self, pool: asyncpg.Pool, lossy_pool: asyncpg.Pool, relay: OutboxRelay) -> None:
+    def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay, webhook_rate_per_minute: int) -> None:
         self._pool = pool
-        self._lossy_pool = lossy_pool
         self._relay = relay
-        self.webhook = Coalescer(self._webhooks, max_items=MAX_GROUP)
+        self._rate = webhook_rate_per_minute
+        # -> webhooks.submit's record for this request, None if its webhook does not exist
+        self.submit = Coalescer(self._submit, max_items=MAX_GROUP)
+        # a batch from the API (bulk, single) -> None once it is committed
         self.store = Coalescer(self._store, max_items=MAX_GROUP)
 
     async def close(self) -> None:
-        await self.webhook.close()
+        await self.submit.close()
         await self.store.close()
 
-    async def _webhooks(self, requests: Sequence[tuple[uuid.UUID, bytes]]) -> list[asyncpg.Record | None]:
-        # the rate count may be lost in a crash (a lossy commit): a few requests more, never data lost
-        return await webhooks.get_and_count(self._lossy_pool, requests)
+    async def _submit(self, group: Sequence[webhooks.Submission]) -> list[asyncpg.Record | None]:
+        answers = await webhooks.submit(self._pool, group, self._rate, broker.CONVERSION_UPLOADS)
+        stored = answers[0] if answers else None
+        if stored is not None and stored["outbox_id"] is not None:
+            self._relay.publish_soon(stored["outbox_id"], broker.CONVERSION_UPLOADS, stored["message"])
+        return [answer if answer["found"] else None for answer in answers]
 
     async def _store(self, new: Sequence[batches.NewBatch]) -> list[None]:
         message = UploadBatches(batch_ids=[batch.id for batch in new]).model_dump(mode="json")

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway import keys
 from gateway.bodies import parse_body, parse_query, read_json
@@ -25,11 +25,10 @@ from gateway.conversions import (
     iso_utc,
     rules,
     status_objects,
-    store_batch,
 )
 from gateway.middlewares import public
 from shared import errors
-from shared.conversions import check_rows
+from shared.conversions import Checked, check_rows
 from shared.db import batches, webhooks
 from shared.schemas import WebhookConversions, WebhookCreate, WebhookUpdate
 
@@ -97,67 +96,72 @@ async def rotate_secret(request: web.Request) -> web.Response:
 
 @public
 async def submit(request: web.Request) -> web.Response:
-    webhook = await _authenticate(request, count=True)
+    """Checks answer in the order 404, 403, 429, then the body's 413/422/400; one round trip does the
+    lookup, the rate count and the store (see gateway.intake), so the body is read first."""
+    webhook_id = _webhook_id(request)
+    given = request.headers.get(SECRET_HEADER, "")
+    batch_id = uuid.uuid4()
+    try:
+        partial, checked = await _read_conversions(request)
+    except (errors.AppError, web.HTTPException, ValidationError) as exc:
+        refusal: Exception | None = exc
+        records: list[tuple[Any, ...]] = []
+    else:
+        refusal = None
+        records = [row.record(batch_id) for row in checked.valid] + [
+            row.record(batch_id) for row in checked.rejected
+        ]
+    submission = webhooks.Submission(webhook_id, _digest(given), None if refusal else batch_id, records)
+    webhook = _verify(await request.app[keys.INTAKE].submit(submission), given)
     if not webhook["is_active"]:
         raise errors.Forbidden("Webhook is deactivated")
     await _check_rate(request, webhook)
+    if refusal is not None:
+        raise refusal
+    if not webhook["stored"]:  # every check above passed, so the statement stored it
+        raise RuntimeError(f"batch {batch_id} passed every check but was not stored")
+    answer: dict[str, Any] = {
+        "batch_id": str(batch_id),
+        "status": "accepted",
+        "accepted_count": len(checked.valid),
+    }
+    if partial:
+        answer["rejected_count"] = len(checked.rejected)
+    return web.json_response(answer)
+
+
+async def _read_conversions(request: web.Request) -> tuple[bool, Checked]:
+    """(?partial, the checked rows) of a storable body, or the client error that refuses it."""
     query = parse_query(request, SubmitQuery)
     body = WebhookConversions.model_validate(await read_json(request))  # ValidationError: 422
     check_count(body.conversions)
     checked = check_rows(body.conversions, rules(request.app[keys.SETTINGS]))
     if checked.rejected and not (query.partial and checked.valid):
         raise invalid_rows(checked, len(body.conversions))
-    batch_id = uuid.uuid4()
-    records = [row.record(batch_id) for row in checked.valid] + [
-        row.record(batch_id) for row in checked.rejected
-    ]
-    await store_batch(
-        request,
-        batch_id,
-        "webhook",
-        webhook["counter_id"],
-        bytes(webhook["token_enc"]),
-        "accepted",
-        records,
-        webhook_id=webhook["id"],
-    )
-    answer: dict[str, Any] = {
-        "batch_id": str(batch_id),
-        "status": "accepted",
-        "accepted_count": len(checked.valid),
-    }
-    if query.partial:
-        answer["rejected_count"] = len(checked.rejected)
-    return web.json_response(answer)
+    return query.partial, checked
 
 
 @public
 async def batch_status(request: web.Request) -> web.Response:
     """Readable also while the webhook is deactivated: the sender may still follow its earlier batches."""
-    webhook = await _authenticate(request)
-    query = parse_query(request, StatusQuery)
     pool = request.app[keys.PG_POOL]
+    webhook_id = _webhook_id(request)
+    webhook = _verify(await webhooks.get(pool, webhook_id), request.headers.get(SECRET_HEADER, ""))
+    query = parse_query(request, StatusQuery)
     row = await batches.status(pool, query.batch_id)
     if row is None or row["webhook_id"] != webhook["id"]:
         raise errors.NotFound("Batch not found")
     return web.json_response((await status_objects(pool, [row], webhook=True))[0])
 
 
-async def _authenticate(request: web.Request, *, count: bool = False) -> asyncpg.Record:
-    """The webhook whose secret the request carries; with `count`, its request is also rate-counted."""
-    webhook_id = _webhook_id(request)
-    given = request.headers.get(SECRET_HEADER, "")
-    digest = _digest(given)
-    pool = request.app[keys.PG_POOL]
-    webhook = await (
-        request.app[keys.INTAKE].webhook((webhook_id, digest)) if count else webhooks.get(pool, webhook_id)
-    )
+def _verify(webhook: asyncpg.Record | None, given: str) -> asyncpg.Record:
+    """The webhook, if it exists and `given` is its secret; else 404 or 403."""
     if webhook is None:
         raise errors.NotFound("Webhook not found")
     if not given:
         raise errors.Forbidden(f"Missing webhook secret: send it in the {SECRET_HEADER} header")
     # digests have one length whatever was sent, and compare_digest takes the same time wherever they differ
-    if not hmac.compare_digest(digest, bytes(webhook["secret_hash"])):
+    if not hmac.compare_digest(_digest(given), bytes(webhook["secret_hash"])):
         raise errors.Forbidden("Invalid webhook secret")
     return webhook
 

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from shared.logs import setup_logging
+from shared.loop import new_event_loop
 from shared.settings import Settings
 
 
@@ -25,4 +26,5 @@ def run_service(main: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> N
         install_stop_handlers(stop)
         await main(Settings(), stop)
 
-    asyncio.run(run())
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(run())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -18,24 +20,25 @@ CONVERSION_COLUMNS = (
     "batch_id", "idx", "id_type", "identifier", "target", "date_time", "price", "currency", "purchase_id",
     "status", "reason",
 )  # fmt: skip
+# Rows travel as one JSON array of arrays shaped as CONVERSION_COLUMNS (parameter $2): asyncpg encodes
+# one JSON string far faster than eleven typed arrays.
+INSERT_ROWS_FROM_JSON = """
+INSERT INTO conversions (
+    batch_id, idx, id_type, identifier, target, date_time, price, currency, purchase_id, status, reason
+)
+SELECT (r->>0)::uuid, (r->>1)::int, r->>2, r->>3, r->>4, (r->>5)::timestamptz, (r->>6)::numeric, r->>7,
+       r->>8, r->>9, r->>10
+FROM json_array_elements($2::json) AS r
+"""
 # batches, all their rows and one outbox message in ONE statement: one round trip, atomic by itself
 # (foreign keys are checked at the statement's end, after every CTE ran)
-STORE = """
+STORE = f"""
 WITH new_batches AS (
     INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
-    SELECT * FROM unnest(
-        $1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[], $6::bytea[], $7::text[]
-    )
-), new_rows AS (
-    INSERT INTO conversions (
-        batch_id, idx, id_type, identifier, target, date_time, price, currency, purchase_id, status, reason
-    )
-    SELECT * FROM unnest(
-        $8::uuid[], $9::int[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::numeric[],
-        $15::text[], $16::text[], $17::text[], $18::text[]
-    )
-)
-INSERT INTO outbox (routing_key, body) VALUES ($19, $20) RETURNING id
+    SELECT (b->>0)::uuid, b->>1, (b->>2)::uuid, (b->>3)::uuid, (b->>4)::bigint, decode(b->>5, 'base64'), b->>6
+    FROM json_array_elements($1::json) AS b
+), new_rows AS ({INSERT_ROWS_FROM_JSON})
+INSERT INTO outbox (routing_key, body) VALUES ($3, $4) RETURNING id
 """
 
 
@@ -180,18 +183,16 @@ async def insert_batch(
     await db.execute(INSERT_BATCH, batch_id, source, task_id, webhook_id, counter_id, token_enc, status)
 
 
-async def store(
-    db: Executor, new: Sequence[NewBatch], routing_key: str, message: dict[str, Any]
-) -> int:
+async def store(db: Executor, new: Sequence[NewBatch], routing_key: str, message: dict[str, Any]) -> int:
     """Store batches, their rows and one outbox row carrying `message`; the outbox id."""
-    batch_columns = [list(column) for column in zip(*(b[:7] for b in new), strict=True)]
+    batch_rows = [(*b[:5], base64.b64encode(b.token_enc).decode(), b.status) for b in new]
     records = [record for b in new for record in b.records]
-    row_columns = (
-        [list(column) for column in zip(*records, strict=True)]
-        if records
-        else [[] for _ in CONVERSION_COLUMNS]
-    )
-    return int(await db.fetchval(STORE, *batch_columns, *row_columns, routing_key, message))
+    return int(await db.fetchval(STORE, as_json(batch_rows), as_json(records), routing_key, message))
+
+
+def as_json(rows: Sequence[Sequence[Any]]) -> str:
+    # str() of a UUID, an aware datetime and a Decimal is text Postgres reads back exactly
+    return json.dumps(rows, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 async def insert_conversions(conn: asyncpg.Connection, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from shared.db import Executor
+from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json
 
 INSERT = """
 INSERT INTO webhooks (id, name, description, counter_id, token_enc, secret_hash)
@@ -21,17 +24,23 @@ SET_ACTIVE = f"""
 UPDATE webhooks SET is_active = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}
 """
 SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING id"
-# Each request's webhook, and the request counted in a fixed one-minute window (atomic across gateway
-# replicas), for a whole group of requests in one round trip. Only a request carrying the right secret to
-# an active webhook is counted, so nobody without the secret can use up a webhook's quota; the caller
-# still checks the secret itself. Requests to one webhook in one group get consecutive hit numbers.
-GET_AND_COUNT = f"""
+# Webhook submissions, a whole group of concurrent requests in ONE statement (one round trip, one
+# commit): each request's webhook; the request counted in a fixed one-minute window (atomic across
+# gateway replicas); and, for the requests that carry a batch and pass every check (right secret, active
+# webhook, within `$3` requests this minute), the batch with the webhook's counter and token, its rows
+# and one outbox message naming the stored batches. Only a request with the right secret to an active
+# webhook is counted, so nobody without the secret can use up a webhook's quota. Requests to one webhook
+# in one group get consecutive hit numbers. The caller repeats every check to choose its answer.
+# $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows.
+SUBMIT = f"""
 WITH req AS (
-    SELECT * FROM unnest($1::uuid[], $2::bytea[]) WITH ORDINALITY AS r(webhook_id, digest, ord)
+    SELECT x.ord, (x.q->>0)::uuid AS webhook_id, decode(x.q->>1, 'base64') AS digest,
+           (x.q->>2)::uuid AS batch_id
+    FROM json_array_elements($1::json) WITH ORDINALITY AS x(q, ord)
 ), hook AS (
     SELECT {COLUMNS}, secret_hash, token_enc FROM webhooks WHERE id IN (SELECT webhook_id FROM req)
 ), ok AS (
-    SELECT req.ord, req.webhook_id FROM req JOIN hook ON hook.id = req.webhook_id
+    SELECT req.* FROM req JOIN hook ON hook.id = req.webhook_id
     WHERE hook.is_active AND hook.secret_hash = req.digest
 ), counted AS (
     INSERT INTO webhook_rate (webhook_id, window_start, hits)
@@ -40,13 +49,31 @@ WITH req AS (
     RETURNING webhook_id, hits,
               EXTRACT(EPOCH FROM (window_start + interval '1 minute' - now()))::float AS seconds_left
 ), ranked AS (
-    SELECT ok.ord, counted.hits - count(*) OVER w + row_number() OVER (w ORDER BY ok.ord) AS hits,
-           counted.seconds_left
+    SELECT ok.ord, ok.webhook_id, ok.batch_id, counted.seconds_left,
+           counted.hits - count(*) OVER w + row_number() OVER (w ORDER BY ok.ord) AS hits
     FROM ok JOIN counted USING (webhook_id)
     WINDOW w AS (PARTITION BY ok.webhook_id)
+), allowed AS (
+    SELECT * FROM ranked WHERE batch_id IS NOT NULL AND hits <= $3
+), new_batches AS (
+    INSERT INTO batches (id, source, webhook_id, counter_id, token_enc, status)
+    SELECT allowed.batch_id, 'webhook', hook.id, hook.counter_id, hook.token_enc, 'accepted'
+    FROM allowed JOIN hook ON hook.id = allowed.webhook_id
+), new_rows AS (
+    {INSERT_ROWS_FROM_JSON} WHERE (r->>0)::uuid IN (SELECT batch_id FROM allowed)
+), message AS (
+    INSERT INTO outbox (routing_key, body)
+    SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)) FROM allowed
+    HAVING count(*) > 0
+    RETURNING id, body
 )
-SELECT hook.*, ranked.hits, ranked.seconds_left, hook.id IS NOT NULL AS found
-FROM req LEFT JOIN hook ON hook.id = req.webhook_id LEFT JOIN ranked ON ranked.ord = req.ord
+SELECT hook.*, ranked.hits, ranked.seconds_left, allowed.ord IS NOT NULL AS stored,
+       hook.id IS NOT NULL AS found, message.id AS outbox_id, message.body AS message
+FROM req
+LEFT JOIN hook ON hook.id = req.webhook_id
+LEFT JOIN ranked ON ranked.ord = req.ord
+LEFT JOIN allowed ON allowed.ord = req.ord
+LEFT JOIN message ON true
 ORDER BY req.ord
 """
 PRUNE_RATE = "DELETE FROM webhook_rate WHERE window_start < now() - interval '5 minutes'"
@@ -80,14 +107,24 @@ async def set_secret(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) ->
     return await db.fetchval(SET_SECRET, webhook_id, secret_hash) is not None
 
 
-async def get_and_count(
-    db: Executor, requests: Sequence[tuple[uuid.UUID, bytes]]
-) -> list[asyncpg.Record | None]:
-    """Per (webhook_id, secret digest): the webhook (None if unknown) with `hits` this minute and
-    `seconds_left` in it, both None when the request was not counted (wrong secret or inactive webhook)."""
-    ids, digests = zip(*requests, strict=True) if requests else ((), ())
-    rows = await db.fetch(GET_AND_COUNT, list(ids), list(digests))
-    return [row if row["found"] else None for row in rows]
+class Submission(NamedTuple):
+    """One webhook request: its batch and rows (CONVERSION_COLUMNS) if it should be stored, else None/()."""
+
+    webhook_id: uuid.UUID
+    secret_digest: bytes
+    batch_id: uuid.UUID | None
+    records: Sequence[tuple[Any, ...]]
+
+
+async def submit(
+    db: Executor, group: Sequence[Submission], rate_per_minute: int, routing_key: str
+) -> list[asyncpg.Record]:
+    """Per submission, in order: the webhook's columns (all None, and `found` false, if unknown), `hits`
+    this minute and `seconds_left` in it (None when not counted), `stored`, and the group's `outbox_id`
+    and `message` (None when nothing was stored)."""
+    requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
+    records = [record for s in group for record in s.records]
+    return list(await db.fetch(SUBMIT, as_json(requests), as_json(records), rate_per_minute, routing_key))
 
 
 async def prune_rate(db: Executor) -> None:
