@@ -46,6 +46,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         return web.json_response({"detail": exc.reason}, status=exc.status, headers=_keep_headers(exc))
+    except ConnectionResetError:
+        # the client went away while its body was being read: nobody to answer, nothing went wrong here
+        logger.debug("client left during %s %s", request.method, request.path)
+        return web.Response(status=400)
     except Exception as exc:
         logger.exception("unhandled error on %s %s", request.method, request.path)
         return web.json_response({"detail": "Internal server error", "error": type(exc).__name__}, status=500)

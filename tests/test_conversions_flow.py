@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import uuid
 
+from gateway import keys
 from gateway.app import create_app
 from sandbox.app import CONVERSIONS, FAULTS, VISITORS
 from scorer.main import main as scorer_main
 from shared import broker
+from shared.conversions import Conversion, Rules, check_row
+from shared.db import batches
 from shared.relay import OutboxRelay
 from tests.conftest import API_KEY, outbox_drained, override, wait_for
 from uploader.main import main as uploader_main
@@ -249,6 +253,39 @@ async def test_single_and_bulk_from_a_scored_task_complete(gateway, settings, sa
     assert [item["upload_id"] for item in listed] == [bulk["upload_id"]]
     sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
     assert sent == sorted([v["clientId"] for v in level4] + [level4[0]["clientId"]])
+
+
+async def test_batches_stored_together_travel_in_one_message_and_all_complete(
+    gateway, settings, sandbox, run_service, pool
+):
+    """The gateway commits concurrent requests' batches together and names them in one message."""
+    intake = gateway.server.app[keys.INTAKE]
+    token_enc = gateway.server.app[keys.CIPHER].encrypt("sandbox-token")
+    rows = [_row(i) for i in range(3)]
+    _register(sandbox, [row["client_id"] for row in rows])
+    rules = Rules.current(dt.UTC)
+    new = []
+    for row in rows:
+        batch_id = uuid.uuid4()
+        conversion = check_row(row, 0, rules)
+        assert isinstance(conversion, Conversion), conversion
+        records = [conversion.record(batch_id)]
+        new.append(batches.NewBatch(batch_id, "single", None, None, COUNTER, token_enc, "pending", records))
+    await asyncio.gather(*(intake.store(batch) for batch in new))
+    messages = [row["body"] for row in await pool.fetch("SELECT body FROM outbox")]
+    assert messages == [{"batch_ids": [str(batch.id) for batch in new]}]
+
+    run_service(uploader_main, settings)
+
+    async def final(upload_id):
+        body = await (await gateway.get(f"/conversions/{upload_id}/status")).json()
+        return body if body["status"] in FINAL else None
+
+    results = [await wait_for(lambda b=batch: final(b.id), timeout=60) for batch in new]
+    assert [r["status"] for r in results] == ["completed"] * 3
+    assert [(r["processed"], r["total"]) for r in results] == [(1, 1)] * 3
+    sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
+    assert sent == sorted(row["client_id"] for row in rows)
 
 
 async def _async(value):

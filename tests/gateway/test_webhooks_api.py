@@ -251,6 +251,49 @@ async def test_rate_limit_is_a_setting_and_per_webhook(settings, aiohttp_client)
     assert (await submit(client, second, [conversion()])).status == 200
 
 
+async def test_concurrent_requests_each_get_their_own_answer(settings, aiohttp_client, pool):
+    """Concurrent requests share one statement (gateway.intake); their answers must not mix."""
+    from gateway.app import create_app
+
+    app = create_app(override(settings, webhook_rate_per_minute=4))
+    client = await aiohttp_client(app, headers={"Authorization": "Bearer test-api-key"})
+    first, second = await create(client), await create(client)
+    unknown = {"webhook_id": str(uuid.uuid4()), "secret": first["secret"]}
+    await same_minute()
+    calls = (
+        [("first", submit(client, first, [conversion(purchase_id=f"p{i}")])) for i in range(6)]
+        + [("wrong secret", submit(client, first, [conversion()], secret="wrong")) for _ in range(2)]
+        + [("empty", submit(client, first, []))]
+        + [("second", submit(client, second, [conversion()])) for _ in range(2)]
+        + [("unknown", submit(client, unknown, [conversion()]))]
+    )
+    responses = await asyncio.gather(*(call for _, call in calls))
+    got: dict[str, list[int]] = {}
+    for (kind, _), resp in zip(calls, responses, strict=True):
+        got.setdefault(kind, []).append(resp.status)
+    assert got["wrong secret"] == [403, 403] and got["unknown"] == [404] and got["second"] == [200, 200]
+    # seven requests to `first` carried its secret: four fit this minute's limit, three got 429
+    first_codes = got["first"] + got["empty"]
+    assert sorted(first_codes).count(429) == 3
+    assert got["empty"][0] in (400, 429) and set(got["first"]) <= {200, 429}
+
+    stored = {}
+    for (kind, _), resp in zip(calls, responses, strict=True):
+        if resp.status == 200:
+            body = await resp.json()
+            assert body["status"] == "accepted" and body["accepted_count"] == 1
+            stored[uuid.UUID(body["batch_id"])] = first if kind == "first" else second
+    assert len(stored) == got["first"].count(200) + 2
+    rows = await pool.fetch("SELECT id, webhook_id, counter_id FROM batches")
+    assert {r["id"]: str(r["webhook_id"]) for r in rows} == {
+        batch_id: hook["webhook_id"] for batch_id, hook in stored.items()
+    }
+    assert await pool.fetchval("SELECT count(*) FROM conversions") == len(stored)
+    # every stored batch is named in exactly one outbox message
+    named = [b for body in await pool.fetch("SELECT body FROM outbox") for b in body["body"]["batch_ids"]]
+    assert sorted(named) == sorted(str(b) for b in stored)
+
+
 async def test_count_and_size_limits(gateway, pool):
     hook = await create(gateway)
     resp = await submit(gateway, hook, [conversion() for _ in range(1001)])
