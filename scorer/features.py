@@ -84,9 +84,11 @@ def _device_codes(series: pd.Series) -> I64:
 
 
 def _spread(x: U64) -> U64:
-    """Two splitmix64 rounds: a bijection whose top bits depend on every bit of ``x``."""
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    out: U64 = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    """A bijection whose top bits depend on every bit of ``x``: fold the high half onto the low one,
+    then one odd multiply carries every low bit up (the first splitmix64 round, with a 32-bit shift)."""
+    out: U64 = x >> np.uint64(32)
+    out ^= x
+    out *= np.uint64(0xBF58476D1CE4E5B9)
     return out
 
 
@@ -132,7 +134,9 @@ class _HitIndex:
         starts[done:] = n
 
     def _top(self, ids: U64) -> U64:
-        top: U64 = (_spread(ids) >> np.uint64(1)) & ~self._low
+        top = _spread(ids)
+        top >>= np.uint64(1)
+        top &= ~self._low
         return top
 
     def rows(self, ids: U64) -> I64:

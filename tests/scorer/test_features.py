@@ -316,7 +316,7 @@ def test_matches_per_visit_reference_on_a_simulated_day(monkeypatch: pytest.Monk
 
 
 def _unspread(y: int) -> int:
-    """The id whose features._spread is ``y``: undo both splitmix64 rounds."""
+    """The id whose features._spread is ``y``: undo the multiply, then the fold."""
     mask = 2**64 - 1
 
     def unshift(x: int, s: int) -> int:  # inverse of x ^ (x >> s)
@@ -325,8 +325,7 @@ def _unspread(y: int) -> int:
             out = x ^ (out >> s)
         return out & mask
 
-    y = unshift((y * pow(0x94D049BB133111EB, -1, 2**64)) & mask, 27)
-    return unshift((y * pow(0xBF58476D1CE4E5B9, -1, 2**64)) & mask, 30)
+    return unshift((y * pow(0xBF58476D1CE4E5B9, -1, 2**64)) & mask, 32)
 
 
 def test_hit_index_tells_apart_ids_that_share_their_top_bits() -> None:
