@@ -198,14 +198,18 @@ def parse_lists_chunk(texts: list[object], what: str = "ym:s:watchIDs") -> tuple
     if n == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     buf = _text_bytes(texts, what)
-    digit = _is_digit(buf)
-    # Runs of digits never touch the buffer's ends ('\n' on both sides): edges alternate.
-    edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
-    starts, ends = edges[0::2], edges[1::2]
-    newlines = np.flatnonzero(buf == _NL)[_PAD - 1 :]  # the one before the first row, then after each
-    if newlines.size != n + 1:
+    # Every byte that is not a digit, in order (the buffer starts and ends with '\n'): a digit run sits
+    # between two of them that are more than one byte apart.
+    other = np.flatnonzero((buf - np.uint8(_DIGIT)) > np.uint8(9))
+    run = np.diff(other) > 1
+    starts, ends = other[:-1][run] + 1, other[1:][run]
+    line_breaks = np.flatnonzero(buf[other] == _NL)[_PAD - 1 :]  # before the first row, then after each
+    if line_breaks.size != n + 1:
         raise FeatureError(f"{what}: a value holds a line break")
-    per_row = np.diff(np.searchsorted(starts, newlines))
+    newlines = other[line_breaks]
+    runs_before = np.zeros(other.size, dtype=np.int64)  # digit runs before each non-digit byte
+    np.cumsum(run, out=runs_before[1:])
+    per_row = np.diff(runs_before[line_breaks])
     # A row that opens with '[' and closes with ']' holds at least its digits plus one byte between
     # neighbouring ids.  With not a byte more in all rows together, each row is '[' + ids joined by
     # single bytes + ']'; those bytes are ',' when every id is followed by ',' or ']', and ']' only
