@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from shared.db import Executor
-from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json
+from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json, records_json
 
 INSERT = """
 INSERT INTO webhooks (id, name, description, counter_id, token_enc, secret_hash)
@@ -124,7 +124,8 @@ async def submit(
     and `message` (None when nothing was stored)."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
-    return list(await db.fetch(SUBMIT, as_json(requests), as_json(records), rate_per_minute, routing_key))
+    rows = await db.fetch(SUBMIT, as_json(requests), records_json(records), rate_per_minute, routing_key)
+    return list(rows)
 
 
 async def prune_rate(db: Executor) -> None:

@@ -204,3 +204,78 @@ def test_bulk_target_uses_the_same_rule():
         ConversionsBulk.model_validate({"task_id": str(uuid.uuid4()), "target": "   "})
     body = ConversionsBulk.model_validate({"task_id": str(uuid.uuid4()), "target": " 4plus "})
     assert body.target == "4plus"
+
+
+# values each field may carry: usual ones, edge cases, and wrong types
+_VARIANTS = {
+    "client_id": [
+        None,
+        "",
+        "  ",
+        "175085690441127503",
+        " 42 ",
+        18446744073709551615,
+        1.5,
+        True,
+        "x" * 129,
+        "a\x00b",
+        "\ud800",
+        ["1"],
+    ],
+    "user_id": [None, "", "crm-user-1", "x" * 128, "\x7f", 0],
+    "yclid": [None, "9876543210123456789", " ", {}],
+    "target": [None, "", "purchase", " lead ", "x" * 255, "x" * 256, "a\nb", 5],
+    "date_time": [
+        None,
+        "",
+        "2026-03-09T12:00:00",
+        "2026-03-09 12:00:00+03:00",
+        "2026-03-09T09:00:00Z",
+        "2026-03-09",
+        "2026-03-11T12:00:00",
+        "2025-01-01T00:00:00",
+        "garbage",
+        1741512000,
+    ],
+    "price": [
+        None,
+        "",
+        0,
+        1500,
+        1500.5,
+        -1,
+        -0.0,
+        0.1,
+        float("nan"),
+        float("inf"),
+        1e308,
+        "12",
+        True,
+        10**30,
+    ],
+    "currency": [None, "", "RUB", "rub", " usd ", "XXX", "ZZZ", 643, "RUBLE"],
+    "purchase_id": [None, "", "order-1", " p ", "x" * 256, "a\tb", 7],
+}
+
+
+def test_the_fast_path_agrees_with_the_field_by_field_judge():
+    """check_row takes a fast path (_usual_row) for rows of usual types; it must accept exactly what the
+    field-by-field judge accepts, with the same values, and refuse (fall back) on anything else."""
+    import random
+
+    from shared.conversions import _judge_row, _usual_row
+
+    rng = random.Random(7)
+    fast_hits = 0
+    for _ in range(20_000):
+        raw = {name: rng.choice(values) for name, values in _VARIANTS.items()}
+        raw = {name: value for name, value in raw.items() if value is not None or rng.random() < 0.5}
+        judged = _judge_row(raw, 3, RULES)
+        usual = _usual_row(raw, RULES)
+        if usual is not None:
+            fast_hits += 1
+            assert judged == Conversion(3, *usual), raw
+        assert check_row(raw, 3, RULES) == judged, raw
+    # the fast path must really be taken for ordinary rows, not only be harmless
+    assert fast_hits >= 50
+    assert _usual_row(row(price=1500.5, currency="RUB", purchase_id="p1"), RULES) is not None
