@@ -20,15 +20,16 @@ CONVERSION_COLUMNS = (
     "batch_id", "idx", "id_type", "identifier", "target", "date_time", "price", "currency", "purchase_id",
     "status", "reason",
 )  # fmt: skip
-# Rows travel as one JSON array of arrays shaped as CONVERSION_COLUMNS (parameter $2): asyncpg encodes
-# one JSON string far faster than eleven typed arrays.
+# Rows travel as one JSON array of arrays shaped as CONVERSION_COLUMNS (parameter $2, as text): asyncpg
+# sends one string far faster than eleven typed arrays, and read as jsonb each row is parsed once (a json
+# value would be re-parsed for every ->> taken from it: twice the time for a 1000-row batch).
 INSERT_ROWS_FROM_JSON = """
 INSERT INTO conversions (
     batch_id, idx, id_type, identifier, target, date_time, price, currency, purchase_id, status, reason
 )
 SELECT (r->>0)::uuid, (r->>1)::int, r->>2, r->>3, r->>4, (r->>5)::timestamptz, (r->>6)::numeric, r->>7,
        r->>8, r->>9, r->>10
-FROM json_array_elements($2::json) AS r
+FROM jsonb_array_elements($2::text::jsonb) AS r
 """
 # batches, all their rows and one outbox message in ONE statement: one round trip, atomic by itself
 # (foreign keys are checked at the statement's end, after every CTE ran)
