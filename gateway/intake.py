@@ -3,12 +3,16 @@
 Webhook senders fire many small requests at once. Each request still gets its own checks and its own
 answer, but the webhook lookup, the rate count and the store of batch + rows + outbox message run as ONE
 statement per group of concurrent requests (see shared.coalesce): one round trip and one commit for the
-group instead of several per request, and one RabbitMQ message naming the group's batches.
+group instead of several per request. The groups committed within PUBLISH_WINDOW_S are announced in one
+RabbitMQ message naming all their batches: a publish with confirms costs the gateway as much as several
+requests do.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -20,12 +24,41 @@ from shared.schemas import UploadBatches
 
 # batches per group: a group's rows travel as arrays in one statement, at most 1000 rows per batch
 MAX_GROUP = 32
+PUBLISH_WINDOW_S = 0.02
+
+
+class _UploadNotices:
+    """The upload messages of committed groups, merged over PUBLISH_WINDOW_S into one message."""
+
+    def __init__(self, relay: OutboxRelay) -> None:
+        self._relay = relay
+        self._outbox_ids: list[int] = []
+        self._batch_ids: list[str] = []
+        self._sending: asyncio.Task[None] | None = None
+
+    def add(self, outbox_id: int, message: dict[str, Any]) -> None:
+        self._outbox_ids.append(outbox_id)
+        self._batch_ids.extend(message["batch_ids"])
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.create_task(self._send())
+
+    async def close(self) -> None:
+        if self._sending is not None:
+            await self._sending
+
+    async def _send(self) -> None:
+        await asyncio.sleep(PUBLISH_WINDOW_S)
+        outbox_ids, self._outbox_ids = self._outbox_ids, []
+        batch_ids, self._batch_ids = self._batch_ids, []
+        # the batches are committed: the answers do not wait for this, and a failure leaves the rows to
+        # the relay's sweep
+        await self._relay.publish_now(outbox_ids, broker.CONVERSION_UPLOADS, {"batch_ids": batch_ids})
 
 
 class Intake:
     def __init__(self, pool: asyncpg.Pool, relay: OutboxRelay, webhook_rate_per_minute: int) -> None:
         self._pool = pool
-        self._relay = relay
+        self._notices = _UploadNotices(relay)
         self._rate = webhook_rate_per_minute
         # -> webhooks.submit's record for this request, None if its webhook does not exist
         self.submit = Coalescer(self._submit, max_items=MAX_GROUP)
@@ -35,17 +68,17 @@ class Intake:
     async def close(self) -> None:
         await self.submit.close()
         await self.store.close()
+        await self._notices.close()
 
     async def _submit(self, group: Sequence[webhooks.Submission]) -> list[asyncpg.Record | None]:
         answers = await webhooks.submit(self._pool, group, self._rate, broker.CONVERSION_UPLOADS)
         stored = answers[0] if answers else None
         if stored is not None and stored["outbox_id"] is not None:
-            self._relay.publish_soon(stored["outbox_id"], broker.CONVERSION_UPLOADS, stored["message"])
+            self._notices.add(stored["outbox_id"], stored["message"])
         return [answer if answer["found"] else None for answer in answers]
 
     async def _store(self, new: Sequence[batches.NewBatch]) -> list[None]:
         message = UploadBatches(batch_ids=[batch.id for batch in new]).model_dump(mode="json")
         outbox_id = await batches.store(self._pool, new, broker.CONVERSION_UPLOADS, message)
-        # the answers promise only the committed rows: publishing (with confirms) need not delay them
-        self._relay.publish_soon(outbox_id, broker.CONVERSION_UPLOADS, message)
+        self._notices.add(outbox_id, message)
         return [None] * len(new)

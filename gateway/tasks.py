@@ -39,7 +39,7 @@ async def create_task(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         await tasks.insert(conn, task_id, body.date, counter, token_enc)
         outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
-    await request.app[keys.RELAY].publish_now(outbox_id, broker.SCORE_TASKS, message)
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message)
     return web.json_response({"task_id": str(task_id)})
 
 

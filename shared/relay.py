@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -34,17 +35,17 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._published: list[int] = []
         self._marks: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[bool]] = set()
 
     @property
     def connected(self) -> bool:
         return self._exchange is not None and self._connection is not None and not self._connection.is_closed
 
-    async def publish_now(self, outbox_id: int, routing_key: str, body: dict[str, Any]) -> bool:
-        """Publish a row the caller has just committed; False (it stays queued) if the broker is away.
+    async def publish_now(self, outbox_ids: Sequence[int], routing_key: str, body: dict[str, Any]) -> bool:
+        """Publish one message standing for outbox rows the caller has just committed (one row, or
+        several whose work the body covers); False (they stay queued) if the broker is away.
 
-        The row is marked published in a batch a moment later; if that mark is lost in a crash, the
-        sweep publishes the row again, which the idempotent consumers shrug off.
+        The rows are marked published in a batch a moment later; if that mark is lost in a crash, the
+        sweep publishes each row's own message again, which the idempotent consumers shrug off.
         """
         exchange = self._exchange
         if exchange is None or not self.connected:
@@ -53,19 +54,13 @@ class OutboxRelay:
         try:
             await broker.publish(exchange, routing_key, body)
         except Exception as exc:
-            logger.warning("publish of outbox row %s deferred: %s", outbox_id, exc)
+            logger.warning("publish of outbox rows %s deferred: %s", list(outbox_ids), exc)
             self._wake.set()
             return False
-        self._published.append(outbox_id)
+        self._published.extend(outbox_ids)
         if self._marks is None or self._marks.done():
             self._marks = asyncio.create_task(self._mark_soon())
         return True
-
-    def publish_soon(self, outbox_id: int, routing_key: str, body: dict[str, Any]) -> None:
-        """publish_now in the background: for callers whose answer only promises the committed outbox row."""
-        task = asyncio.create_task(self.publish_now(outbox_id, routing_key, body))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def try_connect(self) -> bool:
         """One connection attempt, for start-up; a failure is logged and left to `run` to retry."""
@@ -93,8 +88,6 @@ class OutboxRelay:
                 pass
 
     async def close(self) -> None:
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
         if self._marks is not None:
             await asyncio.gather(self._marks, return_exceptions=True)
         if self._connection is not None:

@@ -194,6 +194,11 @@ async def outbox_drained(pool: asyncpg.Pool) -> bool:
     return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
 
 
+async def next_message(queue: Any, timeout: float = 5) -> Any:
+    """The next message on an aio-pika queue, waiting for it (publishing may follow the answer)."""
+    return await wait_for(lambda: queue.get(fail=False), timeout=timeout, interval=0.02)
+
+
 async def wait_for(
     predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1
 ) -> Any:

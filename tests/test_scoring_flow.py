@@ -112,7 +112,7 @@ async def test_redelivered_task_does_not_duplicate_results(gateway, settings, po
     message = ScoreTask(task_id=task_id).model_dump(mode="json")
     for _ in range(2):
         outbox_id = await outbox.add(pool, broker.SCORE_TASKS, message)
-        assert await relay.publish_now(outbox_id, broker.SCORE_TASKS, message)
+        assert await relay.publish_now([outbox_id], broker.SCORE_TASKS, message)
     await relay.close()
     # two scorer processes on one queue
     run_service(scorer_main, settings)

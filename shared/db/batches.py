@@ -203,10 +203,16 @@ def records_json(records: Sequence[tuple[Any, ...]]) -> str:
     plain = [
         (
             batch_texts.get(r[0]) or batch_texts.setdefault(r[0], str(r[0])),
-            r[1], r[2], r[3], r[4],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
             None if r[5] is None else r[5].isoformat(),
             None if r[6] is None else str(r[6]),
-            r[7], r[8], r[9], r[10],
+            r[7],
+            r[8],
+            r[9],
+            r[10],
         )  # fmt: skip
         for r in records
     ]

@@ -10,7 +10,7 @@ import aio_pika
 from shared import broker
 from shared.crypto import TokenCipher
 from shared.db import batches, tasks
-from tests.conftest import AMQP_URL, API_KEY, outbox_drained, override, wait_for
+from tests.conftest import AMQP_URL, API_KEY, next_message, outbox_drained, override, wait_for
 
 MSK = dt.timezone(dt.timedelta(hours=3))  # Europe/Moscow has had no DST since 2014
 
@@ -98,7 +98,7 @@ async def test_single_is_stored_and_published(gateway, settings, pool):
         queue = await channel.get_queue(
             broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
         )
-        message = await queue.get(timeout=5)
+        message = await next_message(queue)
         assert json.loads(message.body) == {"batch_ids": [str(batch_id)]}
         await message.ack()
     await wait_for(lambda: outbox_drained(pool), timeout=5)  # marked published a moment later

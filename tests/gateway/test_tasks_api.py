@@ -10,7 +10,7 @@ import asyncpg
 from shared import broker
 from shared.crypto import TokenCipher
 from shared.db import tasks
-from tests.conftest import AMQP_URL, outbox_drained, override, wait_for
+from tests.conftest import AMQP_URL, next_message, outbox_drained, override, wait_for
 
 YESTERDAY = (dt.date.today() - dt.timedelta(days=1)).isoformat()
 
@@ -30,7 +30,7 @@ async def test_create_task_stores_it_and_publishes_a_persistent_message(gateway,
     async with connection:
         channel = await connection.channel()
         queue = await channel.get_queue(broker.Topology(settings.queue_prefix).queue(broker.SCORE_TASKS))
-        message = await queue.get(timeout=5)
+        message = await next_message(queue)
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert json.loads(message.body) == {"task_id": str(task_id)}
         await message.ack()

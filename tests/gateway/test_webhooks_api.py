@@ -11,7 +11,7 @@ import aio_pika
 
 from shared import broker
 from shared.crypto import TokenCipher
-from tests.conftest import AMQP_URL, outbox_drained, override, wait_for
+from tests.conftest import AMQP_URL, next_message, outbox_drained, override, wait_for
 
 TOKEN = "y0_webhook-oauth-token"
 BASE = "/webhook/offline-conversions"
@@ -174,7 +174,7 @@ async def test_submit_stores_rows_and_publishes(gateway, settings, pool):
         queue = await channel.get_queue(
             broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
         )
-        message = await queue.get(timeout=5)
+        message = await next_message(queue)
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
         assert json.loads(message.body) == {"batch_ids": [str(batch_id)]}
         await message.ack()
@@ -289,9 +289,26 @@ async def test_concurrent_requests_each_get_their_own_answer(settings, aiohttp_c
         batch_id: hook["webhook_id"] for batch_id, hook in stored.items()
     }
     assert await pool.fetchval("SELECT count(*) FROM conversions") == len(stored)
-    # every stored batch is named in exactly one outbox message
-    named = [b for body in await pool.fetch("SELECT body FROM outbox") for b in body["body"]["batch_ids"]]
+    # every stored batch is named in exactly one outbox row ...
+    outbox_rows = await pool.fetch("SELECT body FROM outbox")
+    named = [b for row in outbox_rows for b in row["body"]["batch_ids"]]
     assert sorted(named) == sorted(str(b) for b in stored)
+    # ... and in exactly one message, the rows committed together announced in as few messages
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(
+            broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
+        )
+        announced: list[str] = []
+        messages = 0
+        while len(announced) < len(stored):
+            message = await next_message(queue)
+            announced += json.loads(message.body)["batch_ids"]
+            messages += 1
+            await message.ack()
+        assert await queue.get(fail=False) is None
+    assert sorted(announced) == sorted(named) and messages <= len(outbox_rows)
 
 
 async def test_count_and_size_limits(gateway, pool):
