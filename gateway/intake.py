@@ -22,7 +22,7 @@ from shared.db import batches, webhooks
 from shared.relay import OutboxRelay
 from shared.schemas import UploadBatches
 
-# batches per group: a group's rows travel as arrays in one statement, at most 1000 rows per batch
+# batches per group: a group's rows travel in one statement, at most 1000 rows per batch
 MAX_GROUP = 32
 PUBLISH_WINDOW_S = 0.02
 
@@ -47,12 +47,14 @@ class _UploadNotices:
             await self._sending
 
     async def _send(self) -> None:
-        await asyncio.sleep(PUBLISH_WINDOW_S)
-        outbox_ids, self._outbox_ids = self._outbox_ids, []
-        batch_ids, self._batch_ids = self._batch_ids, []
-        # the batches are committed: the answers do not wait for this, and a failure leaves the rows to
-        # the relay's sweep
-        await self._relay.publish_now(outbox_ids, broker.CONVERSION_UPLOADS, {"batch_ids": batch_ids})
+        # until nothing is left: groups committed while a publish is under way go in the next one
+        while self._outbox_ids:
+            await asyncio.sleep(PUBLISH_WINDOW_S)
+            outbox_ids, self._outbox_ids = self._outbox_ids, []
+            batch_ids, self._batch_ids = self._batch_ids, []
+            # the batches are committed: the answers did not wait for this, and if it fails the rows
+            # stay to the relay's sweep
+            await self._relay.publish_now(outbox_ids, broker.CONVERSION_UPLOADS, {"batch_ids": batch_ids})
 
 
 class Intake:
