@@ -49,7 +49,8 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
             raise errors.Permanent(f"batch {batch_id} does not exist")
         if batch["status"] in ("completed", "error"):
             return
-        await batches.set_status(deps.pool, batch["id"], "pending")
+        if batch["status"] == "accepted":  # a redelivery leaves a later status (uploaded, ...) as it is
+            await batches.set_status(deps.pool, batch["id"], "pending")
         try:
             client = deps.client(batch["token_enc"], batch["counter_id"])
             await _check_goals(deps, client, batch)
