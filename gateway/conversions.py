@@ -16,7 +16,7 @@ from gateway import keys
 from gateway.bodies import parse_body, read_json, unprocessable
 from gateway.tasks import load_task
 from shared import errors
-from shared.conversions import Checked, Conversion, Rules, check_row
+from shared.conversions import Checked, Conversion, Rejected, RowError, Rules, check_row
 from shared.db import Executor, batches, tasks
 from shared.schemas import ConversionsBulk, UploadCredentials
 from shared.settings import Settings
@@ -47,17 +47,22 @@ async def create_bulk(request: web.Request) -> web.Response:
     token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
     zone = request.app[keys.SETTINGS].counter_zone()
     batch_id = uuid.uuid4()
-    records = [
-        Conversion(
-            index=i,
-            id_type="CLIENT_ID",
-            identifier=visit["client_id"],
-            target=body.target,
-            # the Logs API reports visit times in the counter's time zone
-            date_time=visit["date_time"].replace(tzinfo=zone).astimezone(dt.UTC),
-        ).record(batch_id)
-        for i, visit in enumerate(visits)
-    ]
+    checks = rules(request.app[keys.SETTINGS])
+    rows: list[Conversion | Rejected] = []
+    for i, visit in enumerate(visits):
+        # the Logs API reports visit times in the counter's time zone
+        when = visit["date_time"].replace(tzinfo=zone).astimezone(dt.UTC)
+        if checks.too_old(when):  # kept as a failed row, so that the upload's status reports it
+            error = RowError(i, "date_time", checks.too_old_reason())
+            rows.append(Rejected(i, (error,), "CLIENT_ID", visit["client_id"]))
+        else:
+            rows.append(Conversion(i, "CLIENT_ID", visit["client_id"], body.target, when))
+    if not any(isinstance(row, Conversion) for row in rows):
+        raise errors.Conflict(
+            f"The task's visits are more than {checks.max_age.days} days old: Metrika links a conversion "
+            "only to a recent visit, so none would be attributed"
+        )
+    records = [row.record(batch_id) for row in rows]
     await store_batch(
         request, batch_id, "bulk", counter, cipher.encrypt(token), "pending", records, task_id=task["id"]
     )

@@ -57,6 +57,15 @@ class Rules:
     now: dt.datetime
     max_age: dt.timedelta = dt.timedelta(days=DEFAULT_MAX_AGE_DAYS)
 
+    def too_old(self, when: dt.datetime) -> bool:
+        return when < self.now - self.max_age
+
+    def too_old_reason(self) -> str:
+        return (
+            f"is more than {self.max_age.days} days old; Metrika links a conversion only to a recent "
+            "visit, so it would never be attributed"
+        )
+
     @classmethod
     def current(cls, tz: dt.tzinfo, max_age_days: int = DEFAULT_MAX_AGE_DAYS) -> Rules:
         return cls(tz, dt.datetime.now(dt.UTC), dt.timedelta(days=max_age_days))
@@ -277,11 +286,8 @@ def parse_date_time(value: Any, rules: Rules) -> dt.datetime:
         ) from None
     if when > rules.now + CLOCK_SKEW:
         raise ValueError("is in the future; Metrika refuses conversions that have not happened yet")
-    if when < rules.now - rules.max_age:
-        raise ValueError(
-            f"is more than {rules.max_age.days} days old; Metrika links a conversion only to a recent "
-            "visit, so it would never be attributed"
-        )
+    if rules.too_old(when):
+        raise ValueError(rules.too_old_reason())
     return when
 
 

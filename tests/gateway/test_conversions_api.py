@@ -36,11 +36,18 @@ async def counts(pool):
     ]
 
 
-async def completed_task(pool, settings, n: int, token: str = "task-token") -> uuid.UUID:
-    """A finished scoring task with `n` level-4+ visits (naive Moscow times, as the Logs API gives them)."""
+DAY = dt.date.today() - dt.timedelta(days=2)  # recent enough for Metrika to attribute its visits
+
+
+async def completed_task(
+    pool, settings, n: int, token: str = "task-token", start: dt.datetime | None = None, step_s: int = 1
+) -> uuid.UUID:
+    """A finished scoring task with `n` level-4+ visits (naive Moscow times, as the Logs API gives them)
+    from `start` (noon of DAY), `step_s` seconds apart."""
+    start = start or dt.datetime.combine(DAY, dt.time(12))
     task_id = uuid.uuid4()
     token_enc = TokenCipher(settings.token_encryption_key).encrypt(token)
-    await tasks.insert(pool, task_id, dt.date(2025, 7, 1), 777, token_enc)
+    await tasks.insert(pool, task_id, start.date(), 777, token_enc)
     await tasks.claim(pool, task_id)
     rows = [
         (
@@ -48,7 +55,7 @@ async def completed_task(pool, settings, n: int, token: str = "task-token") -> u
             i,
             str(2**64 - 1 - i),
             str(2**63 + i),
-            dt.datetime(2025, 7, 1, 12) + dt.timedelta(seconds=i),
+            start + dt.timedelta(seconds=i * step_s),
             100,
             0.9,
             "v1",
@@ -182,7 +189,7 @@ async def test_bulk_from_a_completed_task(gateway, settings, pool):
     ]
     # 12:00 Moscow is 09:00 UTC
     assert [r["date_time"] for r in rows] == [
-        dt.datetime(2025, 7, 1, 9, 0, i, tzinfo=dt.UTC) for i in range(3)
+        dt.datetime.combine(DAY, dt.time(9, 0, i), tzinfo=dt.UTC) for i in range(3)
     ]
     assert {r["status"] for r in rows} == {"pending"} and {r["price"] for r in rows} == {None}
     outbox_rows = "SELECT count(*) FROM outbox WHERE body->'batch_ids' ? $1"
@@ -218,6 +225,28 @@ async def test_bulk_refusals(gateway, settings, pool):
     ):
         assert (await gateway.post("/conversions/bulk", json=body)).status == 422
     assert await counts(pool) == [0, 0, 0]
+
+
+async def test_bulk_of_visits_too_old_for_metrika(gateway, settings, pool):
+    limit = dt.timedelta(days=settings.conversion_max_age_days)
+    old = await completed_task(pool, settings, 2, start=dt.datetime(2025, 7, 1, 12))
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(old), "target": "4plus"})
+    assert resp.status == 409 and "more than 90 days old" in (await resp.json())["detail"]
+    assert await counts(pool) == [0, 0, 0]
+
+    # a day astride the limit: the older visits are kept as failed rows, reported by the status
+    edge = (dt.datetime.now(MSK) - limit).replace(tzinfo=None, microsecond=0) - dt.timedelta(hours=1)
+    astride = await completed_task(pool, settings, 3, start=edge, step_s=7200)
+    resp = await gateway.post("/conversions/bulk", json={"task_id": str(astride), "target": "4plus"})
+    assert resp.status == 200, await resp.text()
+    upload_id = (await resp.json())["upload_id"]
+    rows = await pool.fetch(
+        "SELECT idx, status FROM conversions WHERE batch_id = $1 ORDER BY idx", uuid.UUID(upload_id)
+    )
+    assert [(r["idx"], r["status"]) for r in rows] == [(0, "error"), (1, "pending"), (2, "pending")]
+    body = await (await gateway.get(f"/conversions/{upload_id}/status")).json()
+    assert body["total"] == 3 and [e["index"] for e in body["errors"]] == [0]
+    assert "more than 90 days old" in body["errors"][0]["reason"]
 
 
 async def test_bulk_with_an_unreadable_task_token_needs_one(gateway, settings, pool):
