@@ -25,20 +25,20 @@ from shared.schemas import UploadBatches
 # batches per group: a group's rows travel in one statement, at most 1000 rows per batch
 MAX_GROUP = 32
 PUBLISH_WINDOW_S = 0.02
+MAX_NOTICE_BATCHES = 64
 
 
 class _UploadNotices:
-    """The upload messages of committed groups, merged over PUBLISH_WINDOW_S into one message."""
+    """The upload messages of committed groups, merged over PUBLISH_WINDOW_S into messages of up to
+    MAX_NOTICE_BATCHES batches (so that several uploaders still share a burst)."""
 
     def __init__(self, relay: OutboxRelay) -> None:
         self._relay = relay
-        self._outbox_ids: list[int] = []
-        self._batch_ids: list[str] = []
+        self._pending: list[tuple[int, list[str]]] = []  # (outbox id, the batch ids its row names)
         self._sending: asyncio.Task[None] | None = None
 
     def add(self, outbox_id: int, message: dict[str, Any]) -> None:
-        self._outbox_ids.append(outbox_id)
-        self._batch_ids.extend(message["batch_ids"])
+        self._pending.append((outbox_id, list(message["batch_ids"])))
         if self._sending is None or self._sending.done():
             self._sending = asyncio.create_task(self._send())
 
@@ -48,13 +48,24 @@ class _UploadNotices:
 
     async def _send(self) -> None:
         # until nothing is left: groups committed while a publish is under way go in the next one
-        while self._outbox_ids:
+        while self._pending:
             await asyncio.sleep(PUBLISH_WINDOW_S)
-            outbox_ids, self._outbox_ids = self._outbox_ids, []
-            batch_ids, self._batch_ids = self._batch_ids, []
-            # the batches are committed: the answers did not wait for this, and if it fails the rows
-            # stay to the relay's sweep
-            await self._relay.publish_now(outbox_ids, broker.CONVERSION_UPLOADS, {"batch_ids": batch_ids})
+            while self._pending:
+                await self._publish_next()
+
+    async def _publish_next(self) -> None:
+        """One message for the oldest rows, up to MAX_NOTICE_BATCHES batches (a row is never split).
+        The batches are committed: the answers did not wait for this, and if it fails the rows stay to
+        the relay's sweep."""
+        outbox_ids: list[int] = []
+        batch_ids: list[str] = []
+        while self._pending and (
+            not batch_ids or len(batch_ids) + len(self._pending[0][1]) <= MAX_NOTICE_BATCHES
+        ):
+            outbox_id, ids = self._pending.pop(0)
+            outbox_ids.append(outbox_id)
+            batch_ids += ids
+        await self._relay.publish_now(outbox_ids, broker.CONVERSION_UPLOADS, {"batch_ids": batch_ids})
 
 
 class Intake:

@@ -18,6 +18,9 @@ from uploader.metrika import MetrikaClient, MetrikaError
 
 logger = logging.getLogger(__name__)
 
+# batches of one message uploaded side by side (each holds a database connection while it runs)
+BATCHES_AT_ONCE = 4
+
 
 def upload_comment(file_id: int) -> str:
     """Our idempotency key on Metrika's side (comments allow only letters and digits)."""
@@ -25,15 +28,20 @@ def upload_comment(file_id: int) -> str:
 
 
 async def handle_upload_batches(body: UploadBatches, deps: Deps) -> None:
-    """Every batch of the message gets its turn; then the first failure decides the message's fate (a
-    redelivery skips the batches already done)."""
-    failures: list[Exception] = []
-    for batch_id in body.batch_ids:
-        try:
+    """Every batch of the message gets its turn, BATCHES_AT_ONCE at a time; then the first failure
+    decides the message's fate (a redelivery skips the batches already done)."""
+    turns = asyncio.Semaphore(BATCHES_AT_ONCE)
+
+    async def turn(batch_id: uuid.UUID) -> None:
+        async with turns:
             await upload_batch(batch_id, deps)
-        except Exception as exc:
-            logger.warning("batch %s: %s", batch_id, exc)
-            failures.append(exc)
+
+    outcomes = await asyncio.gather(*(turn(b) for b in body.batch_ids), return_exceptions=True)
+    failures = [exc for exc in outcomes if isinstance(exc, BaseException)]
+    for exc in failures:
+        if not isinstance(exc, Exception):
+            raise exc  # cancelled: the message goes back to the queue
+        logger.warning("a batch of the message failed: %s", exc)
     transient = [exc for exc in failures if not isinstance(exc, errors.Permanent)]
     if failures:
         raise (transient or failures)[0]

@@ -14,7 +14,7 @@ from shared.crypto import TokenCipher
 from shared.schemas import UploadBatches
 from shared.settings import Settings
 from uploader.deps import Deps
-from uploader.handler import handle_upload_batches
+from uploader.handler import BATCHES_AT_ONCE, handle_upload_batches
 from uploader.poller import run_poller
 
 logger = logging.getLogger(__name__)
@@ -23,7 +23,10 @@ logger = logging.getLogger(__name__)
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
-    pool = await db.create_pool(settings.database_url)
+    # each batch being uploaded holds a connection for its lock and borrows another for its queries
+    pool = await db.create_pool(
+        settings.database_url, max_size=2 * settings.prefetch_count * BATCHES_AT_ONCE + 2
+    )
     connection = await broker.connect(settings.amqp_url)
     try:
         async with aiohttp.ClientSession() as session:

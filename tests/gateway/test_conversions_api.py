@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -7,7 +8,10 @@ from decimal import Decimal
 
 import aio_pika
 
+from gateway import keys
+from gateway.intake import MAX_NOTICE_BATCHES
 from shared import broker
+from shared.conversions import Conversion
 from shared.crypto import TokenCipher
 from shared.db import batches, tasks
 from tests.conftest import AMQP_URL, API_KEY, next_message, outbox_drained, override, wait_for
@@ -356,3 +360,33 @@ async def test_endpoints_need_the_api_key_and_never_return_tokens(gateway, setti
         await (await gateway.get(f"/tasks/{task_id}/conversions")).text(),
     ]
     assert not any("oauth-single" in t or "task-token" in t for t in texts)
+
+
+async def test_a_burst_is_announced_in_messages_of_at_most_64_batches(gateway, settings, pool):
+    intake = gateway.server.app[keys.INTAKE]
+    when = recent(1)
+    new = []
+    for i in range(150):
+        batch_id = uuid.uuid4()
+        row = Conversion(0, "CLIENT_ID", str(10**18 + i), "purchase", when)
+        new.append(
+            batches.NewBatch(batch_id, "single", None, None, 1, b"t", "pending", [row.record(batch_id)])
+        )
+    await asyncio.gather(*(intake.store(batch) for batch in new))
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(
+            broker.Topology(settings.queue_prefix).queue(broker.CONVERSION_UPLOADS)
+        )
+        sizes, announced = [], []
+        while len(announced) < len(new):
+            message = await next_message(queue)
+            ids = json.loads(message.body)["batch_ids"]
+            sizes.append(len(ids))
+            announced += ids
+            await message.ack()
+    assert sorted(announced) == sorted(str(batch.id) for batch in new)
+    assert max(sizes) <= MAX_NOTICE_BATCHES and len(sizes) >= 3
+    await wait_for(lambda: outbox_drained(pool), timeout=5)
