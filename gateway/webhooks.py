@@ -132,13 +132,16 @@ async def submit(request: web.Request) -> web.Response:
 
 async def _read_conversions(request: web.Request) -> tuple[bool, Checked]:
     """(?partial, the checked rows) of a storable body, or the client error that refuses it."""
-    query = parse_query(request, SubmitQuery)
-    body = WebhookConversions.model_validate(await read_json(request))  # ValidationError: 422
-    check_count(body.conversions)
-    checked = check_rows(body.conversions, rules(request.app[keys.SETTINGS]))
-    if checked.rejected and not (query.partial and checked.valid):
-        raise invalid_rows(checked, len(body.conversions))
-    return query.partial, checked
+    partial = parse_query(request, SubmitQuery).partial if request.query_string else False
+    data = await read_json(request)
+    conversions = data.get("conversions") if type(data) is dict else None
+    if type(conversions) is not list:  # let the schema explain what is wrong (a 422)
+        conversions = WebhookConversions.model_validate(data).conversions
+    check_count(conversions)
+    checked = check_rows(conversions, rules(request.app[keys.SETTINGS]))
+    if checked.rejected and not (partial and checked.valid):
+        raise invalid_rows(checked, len(conversions))
+    return partial, checked
 
 
 @public
