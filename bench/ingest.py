@@ -5,7 +5,7 @@
 2. Single-conversion webhook requests: requests/s and p50/p99 latency vs a bare aiohttp endpoint that only
    parses the JSON, both as separate server processes under the same concurrent load from this process.
 
-Usage: python bench/ingest.py [--batches 30] [--singles 3000] [--concurrency 16]
+Usage: python bench/ingest.py [--rounds 3] [--batches 10] [--seconds 5] [--concurrency 16]
 Needs PostgreSQL and RabbitMQ on loopback (make services). Uses its own database and queue prefix.
 """
 
@@ -211,58 +211,83 @@ async def run(args: argparse.Namespace) -> None:
                 4,
             )
 
+            # Each measurement alternates with its baseline, round by round, and the medians are
+            # compared: this machine's speed drifts within a run, and both sides should see the drift.
             # 1. batches of 1000, durable, vs a bare COPY
-            bodies = [{"conversions": conversions(1000, i * 1000)} for i in range(args.batches)]
-            batch_rps, _ = await load(session, url, bodies, secret, 2)
-            copy_rows = await copy_baseline(dsn, args.batches)
-            gateway_rows = batch_rps * 1000
+            batch_rows: list[float] = []
+            copy_rows: list[float] = []
+            for r in range(args.rounds):
+                bodies = [
+                    {"conversions": conversions(1000, (r * args.batches + i) * 1000)}
+                    for i in range(args.batches)
+                ]
+                rps, _ = await load(session, url, bodies, secret, 2)
+                batch_rows.append(rps * 1000)
+                copy_rows.append(await copy_baseline(dsn, args.batches))
 
             # 2. single-conversion requests vs a bare endpoint, same load
             bare_url = f"http://127.0.0.1:{bare_port}/webhook/x"
+            bare_runs: list[tuple[float, float, float]] = []
+            single_runs: list[tuple[float, float, float]] = []
+            # the batches left work for autovacuum: do it now rather than in the middle of a round
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("VACUUM ANALYZE batches, conversions, outbox, webhook_rate")
+            finally:
+                await conn.close()
             if shutil.which("wrk"):
                 loader = "wrk"
                 single = {"conversions": conversions(1)}
-                bare_rps, bare_p50, bare_p99 = wrk(
-                    bare_url, single, hook["secret"], args.concurrency, args.seconds
-                )
-                single_rps, single_p50, single_p99 = wrk(
-                    url, single, hook["secret"], args.concurrency, args.seconds
-                )
+                for target in (bare_url, url):  # warm-up, not counted
+                    wrk(target, single, hook["secret"], args.concurrency, 2)
+                for _ in range(args.rounds):
+                    bare_runs.append(wrk(bare_url, single, hook["secret"], args.concurrency, args.seconds))
+                    single_runs.append(wrk(url, single, hook["secret"], args.concurrency, args.seconds))
             else:
                 loader = "aiohttp client in this process (install wrk for a lighter load generator)"
-                singles = [{"conversions": conversions(1, i)} for i in range(args.singles)]
-                bare_rps, lat = await load(session, bare_url, singles, secret, args.concurrency)
-                bare_p50, bare_p99 = pct(lat, 50), pct(lat, 99)
-                single_rps, lat = await load(session, url, singles, secret, args.concurrency)
-                single_p50, single_p99 = pct(lat, 50), pct(lat, 99)
+                for r in range(args.rounds):
+                    singles = [
+                        {"conversions": conversions(1, r * args.singles + i)} for i in range(args.singles)
+                    ]
+                    for runs, target in ((bare_runs, bare_url), (single_runs, url)):
+                        rps, lat = await load(session, target, singles, secret, args.concurrency)
+                        runs.append((rps, pct(lat, 50), pct(lat, 99)))
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
         await drop(name, prefix)
 
+    median = statistics.median
+    gateway_rows, copy_rate = median(batch_rows), median(copy_rows)
+    print(f"{args.rounds} rounds, each measurement next to its baseline; medians (rounds in brackets)")
     print(
         f"webhook batches of 1000 (durable: Postgres commit + outbox + RabbitMQ confirm): "
-        f"{batch_rps:.1f} batches/s = {gateway_rows:,.0f} rows/s"
+        f"{gateway_rows:,.0f} rows/s  [{_each(batch_rows)}]"
     )
-    print(f"bare asyncpg COPY of the same rows:                                 {copy_rows:,.0f} rows/s")
-    print(
-        f"  ratio gateway / COPY:                                             {gateway_rows / copy_rows:.2f}"
-        "   (target >= 0.50)"
-    )
+    print(f"bare asyncpg COPY of the same rows: {copy_rate:,.0f} rows/s  [{_each(copy_rows)}]")
+    batch_ratios = ", ".join(f"{g / c:.2f}" for g, c in zip(batch_rows, copy_rows, strict=True))
+    print(f"  ratio gateway / COPY: {gateway_rows / copy_rate:.2f}  [{batch_ratios}]   (target >= 0.50)")
     print(f"load generator: {loader}, {args.concurrency} connections")
+    single_rps, single_p50, single_p99 = (median(run[i] for run in single_runs) for i in range(3))
+    bare_rps, bare_p50, bare_p99 = (median(run[i] for run in bare_runs) for i in range(3))
     print(
         f"single-conversion webhook requests (durable): {single_rps:,.0f} req/s, "
-        f"p50 {single_p50:.1f} ms, p99 {single_p99:.1f} ms"
+        f"p50 {single_p50:.1f} ms, p99 {single_p99:.1f} ms  [{_each([run[0] for run in single_runs])} req/s]"
     )
     print(
-        f"bare aiohttp endpoint, same load:             {bare_rps:,.0f} req/s, "
-        f"p50 {bare_p50:.1f} ms, p99 {bare_p99:.1f} ms"
+        f"bare aiohttp endpoint, same load: {bare_rps:,.0f} req/s, "
+        f"p50 {bare_p50:.1f} ms, p99 {bare_p99:.1f} ms  [{_each([run[0] for run in bare_runs])} req/s]"
     )
+    ratios = ", ".join(f"{g[0] / b[0]:.2f}" for g, b in zip(single_runs, bare_runs, strict=True))
     print(
-        f"  ratio gateway / bare:                       {single_rps / bare_rps:.2f}"
+        f"  ratio gateway / bare: {single_rps / bare_rps:.2f}  [{ratios}]"
         f"   (target >= 0.30; p99 target < 50 ms)"
     )
+
+
+def _each(values: list[float]) -> str:
+    return ", ".join(f"{v:,.0f}" for v in values)
 
 
 async def drop(name: str, prefix: str) -> None:
@@ -288,10 +313,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--batches", type=int, default=30)
-    parser.add_argument("--singles", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3, help="measurements, each next to its baseline")
+    parser.add_argument("--batches", type=int, default=10, help="batches of 1000 per round")
+    parser.add_argument("--singles", type=int, default=2000, help="requests per round without wrk")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=float, default=5, help="duration of each wrk run")
     asyncio.run(run(parser.parse_args()))
 
 
