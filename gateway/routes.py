@@ -18,8 +18,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/conversions/{upload_id}/status", conversions.upload_status)
     app.router.add_post("/webhook/offline-conversions", webhooks.create_webhook)
     app.router.add_get("/webhook/offline-conversions", webhooks.list_webhooks)
+    # submit first: the hottest route is the first one tried for its path (and shares it with PATCH)
+    app.router.add_post("/webhook/offline-conversions/{webhook_id}", webhooks.submit)  # the webhook's secret
     app.router.add_patch("/webhook/offline-conversions/{webhook_id}", webhooks.update_webhook)
     app.router.add_post("/webhook/offline-conversions/{webhook_id}/rotate-secret", webhooks.rotate_secret)
-    # under the webhook's secret, not the API key
-    app.router.add_post("/webhook/offline-conversions/{webhook_id}", webhooks.submit)
-    app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)
+    app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)  # secret
