@@ -211,9 +211,11 @@ def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
     """FEATURES as a (len(FEATURES), len(visits)) float64 array; visits without hits get zeros.
 
     Hits may hold ``ym:pv:watchID`` as uint64 and ``ym:pv:dateTime`` as datetime64 (as ``scorer.tsv``
-    reads them) or both as text (as the Logs API writes them).  While one thread indexes the hits, the
-    others parse the visits chunk by chunk; each chunk is joined and summarised as soon as the index
-    is there, the chunks parsed before that once it is.
+    reads them) or both as text (as the Logs API writes them).  One worker indexes the hits while this
+    thread does the work that holds the GIL (Python strings to bytes, column by column and chunk by
+    chunk), handing each chunk of visits to the workers as soon as its bytes are ready; a worker parses
+    it and, once the index is there, joins and summarises it.  The workers' numpy code releases the GIL,
+    so the two kinds of work overlap instead of queueing for it.
     """
     n = len(visits)
     out = np.zeros((len(FEATURES), n))
@@ -239,17 +241,10 @@ def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
             key.sort()
         _aggregate(key >> _OFFSET_BITS, key & _OFFSET_MAX, out[:, lo:hi])
 
-    def chunk(lo: int, hi: int) -> None:
-        listed, owner, per_row = parsing.parse_lists_chunk(lists[lo:hi].tolist(), "ym:s:watchIDs")
-        part = visits.iloc[lo:hi]
-        start = parse_datetimes(part["ym:s:dateTime"], "ym:s:dateTime")
+    def chunk(lo: int, hi: int, text: npt.NDArray[np.uint8], starts: npt.NDArray[np.bytes_]) -> None:
+        listed, owner, per_row = parsing.parse_lists_bytes(text, hi - lo, "ym:s:watchIDs")
+        start = parsing.parse_fixed_datetimes(starts[lo:hi], "ym:s:dateTime")
         out[_COL["watch_ids"], lo:hi] = per_row
-        out[_COL["visit_duration"], lo:hi] = part["ym:s:visitDuration"].to_numpy(dtype=np.float64)
-        out[_COL["page_views"], lo:hi] = part["ym:s:pageViews"].to_numpy(dtype=np.float64)
-        out[_COL["bounce"], lo:hi] = part["ym:s:bounce"].to_numpy(dtype=np.float64)
-        codes = _device_codes(part["ym:s:deviceCategory"])
-        out[_COL["device_category"], lo:hi] = codes
-        out[_COL["is_mobile"], lo:hi] = (codes == 2) | (codes == 3)
         if indexed.is_set():
             join(lo, hi, listed, owner, start)
         else:
@@ -257,9 +252,18 @@ def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
 
     with parsing.workers() as pool:
         indexing = pool.submit(index)
-        chunks = [
-            pool.submit(chunk, lo, min(n, lo + _VISITS_PER_CHUNK)) for lo in range(0, n, _VISITS_PER_CHUNK)
-        ]
+        starts = parsing.datetime_bytes(visits["ym:s:dateTime"], "ym:s:dateTime")
+        chunks = []
+        for lo in range(0, n, _VISITS_PER_CHUNK):
+            hi = min(n, lo + _VISITS_PER_CHUNK)
+            text = parsing.lists_bytes(lists[lo:hi].tolist(), "ym:s:watchIDs")
+            chunks.append(pool.submit(chunk, lo, hi, text, starts))
+        out[_COL["visit_duration"]] = visits["ym:s:visitDuration"].to_numpy(dtype=np.float64)
+        out[_COL["page_views"]] = visits["ym:s:pageViews"].to_numpy(dtype=np.float64)
+        out[_COL["bounce"]] = visits["ym:s:bounce"].to_numpy(dtype=np.float64)
+        codes = _device_codes(visits["ym:s:deviceCategory"])
+        out[_COL["device_category"]] = codes
+        out[_COL["is_mobile"]] = (codes == 2) | (codes == 3)
         for future in chunks:
             future.result()
         for future in [pool.submit(join, *parsed) for parsed in waiting]:

@@ -194,10 +194,18 @@ def _text_bytes(texts: list[object], what: str) -> U8:
 
 def parse_lists_chunk(texts: list[object], what: str = "ym:s:watchIDs") -> tuple[U64, I64, I64]:
     """ClickHouse arrays '[1,2,3]' as (all ids, row each id came from, ids per row)."""
-    n = len(texts)
+    return parse_lists_bytes(lists_bytes(texts, what), len(texts), what)
+
+
+def lists_bytes(texts: list[object], what: str = "ym:s:watchIDs") -> U8:
+    """The rows' text as parse_lists_bytes takes it. Holds the GIL (Python strings), unlike the parse."""
+    return _text_bytes(texts, what) if texts else np.zeros(0, dtype=np.uint8)
+
+
+def parse_lists_bytes(buf: U8, n: int, what: str = "ym:s:watchIDs") -> tuple[U64, I64, I64]:
+    """parse_lists_chunk of the ``n`` rows that lists_bytes turned into ``buf``."""
     if n == 0:
         return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    buf = _text_bytes(texts, what)
     # Every byte that is not a digit, in order (the buffer starts and ends with '\n'): a digit run sits
     # between two of them that are more than one byte apart.
     other = np.flatnonzero((buf - np.uint8(_DIGIT)) > np.uint8(9))
@@ -305,4 +313,9 @@ def parse_datetimes(values: pd.Series, what: str = "dateTime") -> I64:
             raise FeatureError(f"{what}: missing date-time")
         seconds: I64 = values.to_numpy(dtype="datetime64[s]").view(np.int64)
         return seconds
-    return parse_fixed_datetimes(_fixed(values, DATETIME_WIDTH, what), what)
+    return parse_fixed_datetimes(datetime_bytes(values, what), what)
+
+
+def datetime_bytes(values: pd.Series, what: str = "dateTime") -> Fixed:
+    """Date-time texts as the ``S20`` parse_fixed_datetimes takes. Holds the GIL, unlike the parse."""
+    return _fixed(values, DATETIME_WIDTH, what)
