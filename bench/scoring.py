@@ -1,12 +1,14 @@
 """Benchmark the scoring path on a large simulated day.
 
-    python bench/scoring.py [--visits 1000000] [--sample 20000] [--keep DIR]
+    python bench/scoring.py [--visits 1000000] [--sample 20000] [--rounds 3] [--keep DIR]
 
 Generates the visits and hits (in parts, as the Logs API serves a big day), writes them as TSV,
 then times: reading the TSVs (scorer.tsv), features + scoring (scorer.scoring, vectorised), and a
 straightforward per-visit Python implementation of the same features (the baseline), run on a
 sample and extrapolated per visit.  Asserts that the baseline and the vectorised code agree on the
-sample, and prints peak RSS.
+sample, and prints peak RSS.  This machine's speed drifts within minutes, so the vectorised run and the
+baseline alternate for a few rounds and the medians are compared (the first round also pays the one-off
+compilation of the models).
 
 The headline speedup compares like with like: (baseline features + scoring) / (vectorised features +
 scoring), the baseline scored by the very same vectorised model call, whose measured time is added to
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import os
 import random
 import resource
@@ -123,6 +126,14 @@ def baseline_features(visits: pd.DataFrame, index: dict[int, dt.datetime]) -> pd
     return pd.DataFrame(rows, index=visits.index, columns=list(FEATURES)).astype(np.float64)
 
 
+def _mark(marks: dict[str, tuple[float, float]], stage: str) -> None:
+    marks.setdefault(stage, (time.perf_counter(), time.process_time()))
+
+
+def _each(runs: list[dict[str, float]], key: str, spec: str) -> str:
+    return ", ".join(format(run[key], spec) for run in runs)
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux reports KiB
 
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--visits", type=int, default=1_000_000)
     parser.add_argument("--sample", type=int, default=20_000, help="visits for the per-visit baseline")
+    parser.add_argument("--rounds", type=int, default=3, help="vectorised runs, each next to a baseline run")
     parser.add_argument(
         "--keep", type=Path, help="keep the TSVs in this directory, and reuse them if already there"
     )
@@ -160,41 +172,48 @@ def main(argv: list[str] | None = None) -> int:
         hits = tsv.read_hits(hit_paths)
         read_s = time.perf_counter() - started
 
-        marks: dict[str, tuple[float, float]] = {}
         load_before = os.getloadavg()[0]
-        started = time.perf_counter()
-        result = scoring.score_visits(
-            visits,
-            hits,
-            models,
-            on_stage=lambda s: marks.setdefault(s, (time.perf_counter(), time.process_time())),
-        )
-        score_end, score_end_cpu = time.perf_counter(), time.process_time()
-        features_s = marks["scoring"][0] - marks["features"][0]
-        features_cpu = marks["scoring"][1] - marks["features"][1]
-        scoring_s = score_end - marks["scoring"][0]
-        scoring_cpu = score_end_cpu - marks["scoring"][1]
-        total_s = score_end - started
-        scoring_rss = peak_rss_gb()  # before the baseline's own dict of every hit
-
         sample_n = min(args.sample, len(visits))
-        rows = sorted(random.Random(0).sample(range(len(visits)), sample_n))
-        sample = visits.iloc[rows]
-        started = time.perf_counter()
-        index = baseline_index(hits)
-        index_s = time.perf_counter() - started
-        started = time.perf_counter()
-        expected = baseline_features(sample, index)
-        per_visit_s = (time.perf_counter() - started) / sample_n
+        sample = visits.iloc[sorted(random.Random(0).sample(range(len(visits)), sample_n))]
+        runs: list[dict[str, float]] = []
+        index: dict[int, dt.datetime] | None = None
+        for _ in range(args.rounds):
+            # the vectorised path, then the baseline on the sample: each round sees the same machine
+            marks: dict[str, tuple[float, float]] = {}
+            started = time.perf_counter()
+            result = scoring.score_visits(visits, hits, models, on_stage=functools.partial(_mark, marks))
+            end, end_cpu = time.perf_counter(), time.process_time()
+            run = {
+                "features": marks["scoring"][0] - marks["features"][0],
+                "features_cpu": marks["scoring"][1] - marks["features"][1],
+                "scoring": end - marks["scoring"][0],
+                "scoring_cpu": end_cpu - marks["scoring"][1],
+                "total": end - started,
+            }
+            if index is None:
+                scoring_rss = peak_rss_gb()  # before the baseline's own dict of every hit
+                started = time.perf_counter()
+                index = baseline_index(hits)
+                index_s = time.perf_counter() - started
+            started = time.perf_counter()
+            expected = baseline_features(sample, index)
+            run["per_visit"] = (time.perf_counter() - started) / sample_n
+            run["baseline"] = index_s + run["per_visit"] * len(visits)
+            # Like with like: both sides scored by the same vectorised model call.
+            run["speedup"] = (run["baseline"] + run["scoring"]) / run["total"]
+            runs.append(run)
         del index
         actual = build_features(sample, hits)
         assert actual.columns.tolist() == expected.columns.tolist()
         mismatch = ~np.isclose(actual.to_numpy(), expected.to_numpy(), rtol=1e-9, atol=1e-9)
         assert not mismatch.any(), f"baseline and vectorised features differ:\n{actual[mismatch.any(axis=1)]}"
 
-        baseline_s = index_s + per_visit_s * len(visits)
-        # Like with like: both sides scored by the same vectorised model call (scoring_s).
-        speedup = (baseline_s + scoring_s) / (features_s + scoring_s)
+        def median(key: str) -> float:
+            return statistics.median(run[key] for run in runs)
+
+        features_s, scoring_s, total_s = median("features"), median("scoring"), median("total")
+        features_cpu, scoring_cpu = median("features_cpu"), median("scoring_cpu")
+        per_visit_s, baseline_s, speedup = median("per_visit"), median("baseline"), median("speedup")
         features_speedup = baseline_s / features_s
         read_ratio = total_s / read_s
         # Quality on the ground truth of the very same visits (visits are read in generation order).
@@ -210,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
     reused = " (reused from --keep)" if args.keep and generate_s < 1 else ""
     print(f"generate + write TSV           {generate_s:8.2f} s{reused}")
     print(f"read TSVs (scorer.tsv)         {read_s:8.2f} s")
+    print(f"{args.rounds} rounds of (vectorised, baseline sample); medians below, each round in brackets")
     print(f"features (vectorised)          {features_s:8.2f} s   (CPU {features_cpu:.2f} s, all threads)")
     print(f"scoring (2 models)             {scoring_s:8.2f} s   (CPU {scoring_cpu:.2f} s, all threads)")
-    print(f"features + scoring             {total_s:8.2f} s   ({len(result):,} level-4+ visits)")
+    print(
+        f"features + scoring             {total_s:8.2f} s   ({len(result):,} level-4+ visits) "
+        f"[{_each(runs, 'total', '.2f')}]"
+    )
     print(
         f"baseline features, per visit   {per_visit_s * 1e6:8.1f} us  (pure-Python loop, measured on "
         f"{sample_n:,} sampled visits, extrapolated to {len(visits):,})"
@@ -222,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"baseline features + scoring    {baseline_s + scoring_s:8.2f} s   (the same scoring call added)")
     print(
         f"speedup vs baseline            {speedup:8.1f} x   ((baseline features + scoring) / (features + "
-        f"scoring); target >= {TARGET_SPEEDUP:.0f} x)"
+        f"scoring); target >= {TARGET_SPEEDUP:.0f} x) [{_each(runs, 'speedup', '.1f')}]"
     )
     print(f"  features only                {features_speedup:8.1f} x   (baseline features / features)")
     print(f"features + scoring / read      {read_ratio:8.2f}     (target <= {TARGET_READ_RATIO:.0f})")
