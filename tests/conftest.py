@@ -4,6 +4,7 @@ database (cloned from a template holding the schema) and its own broker names (a
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +20,7 @@ from gateway.app import create_app as create_gateway
 from sandbox.app import SandboxConfig
 from sandbox.app import create_app as create_sandbox
 from shared import broker, db
+from shared.db import tasks
 from shared.settings import Settings
 
 PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
@@ -211,3 +213,36 @@ async def wait_for(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+async def completed_task(
+    pool: asyncpg.Pool,
+    n: int,
+    *,
+    start: dt.datetime,
+    step_s: int = 1,
+    duration_step: int = 0,
+    counter: int = 1,
+    token_enc: bytes = b"x",
+) -> uuid.UUID:
+    """A finished scoring task with `n` level-4+ visits from `start` (naive counter time, as the Logs
+    API gives it), `step_s` seconds apart, lasting 100 s plus `duration_step` more each; ids past 2**63."""
+    task_id = uuid.uuid4()
+    await tasks.insert(pool, task_id, start.date(), counter, token_enc)
+    await tasks.claim(pool, task_id)
+    rows = [
+        (
+            task_id,
+            i,
+            str(2**64 - 1 - i),
+            str(2**63 + i),
+            start + dt.timedelta(seconds=i * step_s),
+            100 + i * duration_step,
+            0.9,
+            "v1",
+        )  # fmt: skip
+        for i in range(n)
+    ]
+    async with pool.acquire() as conn:
+        assert await tasks.store_result(conn, task_id, rows, total_visits=n * 4, model_version="v1")
+    return task_id

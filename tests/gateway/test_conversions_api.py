@@ -15,6 +15,7 @@ from shared.conversions import Conversion
 from shared.crypto import TokenCipher
 from shared.db import batches, tasks
 from tests.conftest import AMQP_URL, API_KEY, next_message, outbox_drained, override, wait_for
+from tests.conftest import completed_task as stored_task
 
 MSK = dt.timezone(dt.timedelta(hours=3))  # Europe/Moscow has had no DST since 2014
 
@@ -46,29 +47,10 @@ DAY = dt.date.today() - dt.timedelta(days=2)  # recent enough for Metrika to att
 async def completed_task(
     pool, settings, n: int, token: str = "task-token", start: dt.datetime | None = None, step_s: int = 1
 ) -> uuid.UUID:
-    """A finished scoring task with `n` level-4+ visits (naive Moscow times, as the Logs API gives them)
-    from `start` (noon of DAY), `step_s` seconds apart."""
-    start = start or dt.datetime.combine(DAY, dt.time(12))
-    task_id = uuid.uuid4()
+    """A finished scoring task of counter 777 with `n` level-4+ visits from `start` (noon of DAY)."""
     token_enc = TokenCipher(settings.token_encryption_key).encrypt(token)
-    await tasks.insert(pool, task_id, start.date(), 777, token_enc)
-    await tasks.claim(pool, task_id)
-    rows = [
-        (
-            task_id,
-            i,
-            str(2**64 - 1 - i),
-            str(2**63 + i),
-            start + dt.timedelta(seconds=i * step_s),
-            100,
-            0.9,
-            "v1",
-        )
-        for i in range(n)
-    ]
-    async with pool.acquire() as conn:
-        assert await tasks.store_result(conn, task_id, rows, total_visits=n * 4, model_version="v1")
-    return task_id
+    start = start or dt.datetime.combine(DAY, dt.time(12))
+    return await stored_task(pool, n, start=start, step_s=step_s, counter=777, token_enc=token_enc)
 
 
 async def test_single_is_stored_and_published(gateway, settings, pool):

@@ -10,7 +10,7 @@ import asyncpg
 from shared import broker
 from shared.crypto import TokenCipher
 from shared.db import tasks
-from tests.conftest import AMQP_URL, next_message, outbox_drained, override, wait_for
+from tests.conftest import AMQP_URL, completed_task, next_message, outbox_drained, override, wait_for
 
 YESTERDAY = (dt.date.today() - dt.timedelta(days=1)).isoformat()
 
@@ -115,25 +115,7 @@ async def test_status_of_a_pending_task_and_result_not_finished(gateway):
 
 
 async def _completed_task(pool: asyncpg.Pool, n: int) -> uuid.UUID:
-    task_id = uuid.uuid4()
-    await tasks.insert(pool, task_id, dt.date(2025, 7, 1), 1, b"x")
-    await tasks.claim(pool, task_id)
-    rows = [
-        (
-            task_id,
-            i,
-            str(2**64 - 1 - i),
-            str(2**63 + i),
-            dt.datetime(2025, 7, 1, 12, 0, i),
-            100 + i,
-            0.9,
-            "v1",
-        )
-        for i in range(n)
-    ]
-    async with pool.acquire() as conn:
-        assert await tasks.store_result(conn, task_id, rows, total_visits=n * 4, model_version="v1")
-    return task_id
+    return await completed_task(pool, n, start=dt.datetime(2025, 7, 1, 12), duration_step=1)
 
 
 async def test_result_pagination_and_opaque_ids(gateway, pool):
