@@ -56,5 +56,7 @@ class Permanent(AppError):
     """A message that can never be processed: rejected to the dead-letter queue."""
 
 
-class Transient(AppError):
-    """A temporary fault: the message is retried once, then dead-lettered."""
+class Unavailable(AppError):
+    """A dependency (Postgres, RabbitMQ, Metrika) is down for now: retried with backoff, never dead-lettered."""
+
+    status = 503
