@@ -92,7 +92,9 @@ class _WaitBackoff(tenacity.wait.wait_base):
         retry_after = exc.retry_after if isinstance(exc, MetrikaError) else None
         if retry_after is not None:
             retry_after = min(retry_after, self.max_s)
-        return backoff_s(retry_state.attempt_number, base_s=self.base_s, max_s=self.max_s, retry_after=retry_after)
+        return backoff_s(
+            retry_state.attempt_number, base_s=self.base_s, max_s=self.max_s, retry_after=retry_after
+        )
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
@@ -196,7 +198,9 @@ async def _error(resp: aiohttp.ClientResponse, context: str) -> MetrikaError:
         body = await resp.json(content_type=None)
         first = (body.get("errors") or [{}])[0]
         error_type = first.get("error_type") if isinstance(first, dict) else None
-        message = (first.get("message") if isinstance(first, dict) else None) or body.get("message") or message
+        message = (
+            (first.get("message") if isinstance(first, dict) else None) or body.get("message") or message
+        )
     except (ValueError, AttributeError, IndexError, TypeError):
         pass
     return MetrikaError(
