@@ -191,7 +191,7 @@ class MetrikaApi:
 
 
 async def _error(resp: aiohttp.ClientResponse, context: str) -> MetrikaError:
-    """Yandex's error envelope `{"errors": [{"error_type", "message"}], "code", "message"}` as MetrikaError."""
+    """Yandex's error envelope (`errors[0].error_type/message`, `message`) as a MetrikaError."""
     text = await resp.text(errors="replace")
     error_type, message = None, text.strip()[:300] or resp.reason or f"HTTP {resp.status}"
     try:
