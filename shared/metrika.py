@@ -76,7 +76,7 @@ def retry_after_s(value: str | None) -> float | None:
 def backoff_s(attempt: int, *, base_s: float, max_s: float, retry_after: float | None = None) -> float:
     """The delay before retry number `attempt` (1-based): exponential, capped, with full jitter on its
     upper half; never shorter than the server's `Retry-After`."""
-    ceiling = min(max_s, base_s * 2 ** min(attempt - 1, 30))
+    ceiling = float(min(max_s, base_s * 2.0 ** min(attempt - 1, 30)))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)
     return max(delay, retry_after or 0.0)
 
