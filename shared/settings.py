@@ -48,6 +48,29 @@ class Settings(BaseSettings):
     upload_processing_timeout_s: float = 24 * 3600.0
     http_retry_attempts: int = 6
     http_retry_max_s: float = 60.0
+    # every call to Metrika gives up after this long (a hung call never holds anyone else's work)
+    metrika_timeout_s: float = 60.0
+
+    # durable retries: a transient Metrika failure (429, 5xx, timeout, connection) is tried again at
+    # next_attempt_at (kept in Postgres), after a backoff growing from retry_base_s to retry_max_s, for
+    # up to retry_horizon_s; only then does the work end in error
+    retry_horizon_s: float = 24 * 3600.0
+    retry_base_s: float = 5.0
+    retry_max_s: float = 900.0
+    # the sweeper: every sweep_interval_s one replica re-queues work that is due, or has not moved for
+    # stale_after_s (its message was lost or dead-lettered, its worker died); after sweep_max_requeues
+    # re-queues without progress the work ends in error with the reason
+    sweep_interval_s: float = 10.0
+    stale_after_s: float = 300.0
+    sweep_max_requeues: int = 10
+    # a scorer renews the lease of the task it runs; a task whose lease lapsed is re-queued
+    task_lease_s: float = 60.0
+    # uploader: status queries in flight at once, in all and per counter (Yandex allows 3 parallel
+    # requests per user); a file past upload_processing_timeout_s is reported and then checked every
+    # upload_slow_poll_s, and corrected if Metrika finishes later
+    poll_concurrency: int = 16
+    counter_concurrency: int = 3
+    upload_slow_poll_s: float = 3600.0
 
     # offline conversions: a date_time without a zone (and a Logs API visit time) is in this zone
     counter_timezone: str = "Europe/Moscow"
