@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
+from aiormq import exceptions as amqp
+
 
 class AppError(Exception):
     """Application error."""
@@ -57,6 +60,42 @@ class Permanent(AppError):
 
 
 class Unavailable(AppError):
-    """A dependency (Postgres, RabbitMQ, Metrika) is down for now: retried with backoff, never dead-lettered."""
+    """A dependency (Postgres, RabbitMQ, Metrika) is down for now: retried with backoff, never
+    dead-lettered."""
 
     status = 503
+
+
+# file-system errors are OSErrors too, but a missing file or a refused path is a bug, not an outage
+_LOCAL_OS_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+_UNAVAILABLE = (
+    Unavailable,
+    # sockets: refused, reset, unreachable, timed out (TimeoutError is an OSError), DNS
+    OSError,
+    # Postgres: the server is starting, shutting down, full, or the connection broke
+    asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError, ConnectionFailureError
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.InterfaceError,  # "connection is closed" when the pool's connection was lost
+    # RabbitMQ: the connection closed, or a channel is used while it is being reopened
+    amqp.AMQPConnectionError,
+    amqp.ChannelInvalidStateError,
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when `exc` means a dependency (Postgres, RabbitMQ, Metrika) is down for now, so the work
+    should wait and be retried, never be given up; a group counts when every exception in it does."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_unavailable(inner) for inner in exc.exceptions)
+    if isinstance(exc, _LOCAL_OS_ERRORS):
+        return False
+    return isinstance(exc, _UNAVAILABLE)
