@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     prefetch_count: int = 2
     shutdown_grace_s: float = 30.0
     outbox_interval_s: float = 2.0
+    # consumers: a message whose dependency is down (Postgres, RabbitMQ, Metrika) waits and is requeued,
+    # never dead-lettered, the wait growing from consumer_backoff_initial_s to consumer_backoff_max_s; a
+    # message whose handler fails otherwise (a bug) is retried consumer_retries times, then dead-lettered
+    consumer_backoff_initial_s: float = 0.5
+    consumer_backoff_max_s: float = 30.0
+    consumer_retries: int = 5
 
     # scorer
     models_dir: str = ""  # empty: the artifacts shipped in models/
