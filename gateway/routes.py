@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import conversions, health, tasks, webhooks
+from gateway import conversions, health, retries, tasks, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -16,6 +16,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/conversions/bulk", conversions.create_bulk)
     app.router.add_post("/conversions/single", conversions.create_single)
     app.router.add_get("/conversions/{upload_id}/status", conversions.upload_status)
+    app.router.add_post("/conversions/{upload_id}/retry", retries.retry_upload)
     app.router.add_post("/webhook/offline-conversions", webhooks.create_webhook)
     app.router.add_get("/webhook/offline-conversions", webhooks.list_webhooks)
     # submit first: the hottest route is the first one tried for its path (and shares it with PATCH)
@@ -23,3 +24,6 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_patch("/webhook/offline-conversions/{webhook_id}", webhooks.update_webhook)
     app.router.add_post("/webhook/offline-conversions/{webhook_id}/rotate-secret", webhooks.rotate_secret)
     app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)  # secret
+    app.router.add_post(
+        "/webhook/offline-conversions/{webhook_id}/batches/{batch_id}/retry", retries.retry_webhook_batch
+    )

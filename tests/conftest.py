@@ -145,6 +145,10 @@ def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path
         http_retry_max_s=0.2,
         prefetch_count=2,
         upload_poll_s=0.2,
+        retry_base_s=0.2,
+        retry_max_s=0.5,
+        sweep_interval_s=0.2,
+        stale_after_s=5,
         shutdown_grace_s=5,
     )
 

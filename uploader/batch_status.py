@@ -26,6 +26,7 @@ def decide(file_states: list[str], ok_rows: int) -> tuple[str, str | None] | Non
 
 
 async def refresh(db: Executor, batch_id: uuid.UUID) -> None:
+    """Bring the batch's status along with its files; call it in the transaction that changed a file."""
     decision = decide(await batches.file_states(db, batch_id), await batches.count_ok_rows(db, batch_id))
     if decision is not None:
-        await batches.set_status(db, batch_id, *decision)
+        await batches.set_status_from_files(db, batch_id, *decision)

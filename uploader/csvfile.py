@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from uploader.metrika import ID_COLUMNS
+ID_COLUMNS = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid"}
 
 
 def build(id_type: str, rows: Iterable[asyncpg.Record]) -> bytes:

@@ -1,33 +1,71 @@
-"""What the uploader's handler and poller need, built once in main()."""
+"""What the uploader's handler, poller and sweeper need, built once in main()."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import aiohttp
 import asyncpg
 
+from shared import metrika
 from shared.crypto import TokenCipher
-from uploader.metrika import MetrikaClient
+from shared.settings import Settings
+from uploader.metrika import ConversionsApi
+
+# a counter's goals are asked for at most this often (every batch of a busy counter needs them)
+GOALS_TTL_S = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deps:
     pool: asyncpg.Pool
     session: aiohttp.ClientSession
     cipher: TokenCipher
-    api_url: str
-    retry_attempts: int
-    retry_max_s: float
-    poll_interval_s: float
-    processing_timeout_s: float
+    settings: Settings
+    # calls to Metrika in flight per counter, in the uploader and the poller (Yandex allows 3 per user)
+    _per_counter: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+    _goals: dict[tuple[int, bytes], tuple[float, set[str]]] = field(default_factory=dict)
+    _goal_locks: defaultdict[tuple[int, bytes], asyncio.Lock] = field(
+        default_factory=lambda: defaultdict(asyncio.Lock)
+    )
 
-    def client(self, token_enc: bytes, counter: int) -> MetrikaClient:
-        return MetrikaClient(
+    def client(self, token_enc: bytes, counter: int) -> ConversionsApi:
+        return ConversionsApi(
             self.session,
-            self.api_url,
+            self.settings.metrika_api_url,
             self.cipher.decrypt(token_enc),
             counter,
-            attempts=self.retry_attempts,
-            backoff_max_s=self.retry_max_s,
+            attempts=self.settings.http_retry_attempts,
+            backoff_max_s=self.settings.http_retry_max_s,
+            timeout_s=self.settings.metrika_timeout_s,
+        )
+
+    def counter_slot(self, counter: int) -> asyncio.Semaphore:
+        if counter not in self._per_counter:
+            self._per_counter[counter] = asyncio.Semaphore(self.settings.counter_concurrency)
+        return self._per_counter[counter]
+
+    async def goal_targets(self, client: ConversionsApi, token_enc: bytes, wanted: set[str]) -> set[str]:
+        """The counter's goal targets, asked once per GOALS_TTL_S and counter (and token), and again at
+        once when a `wanted` target is missing (a goal created a moment ago is found)."""
+        key = (client.counter, bytes(token_enc))
+        async with self._goal_locks[key]:
+            cached = self._goals.get(key)
+            if cached is not None and time.monotonic() - cached[0] < GOALS_TTL_S and wanted <= cached[1]:
+                return cached[1]
+            targets = await client.goal_targets()
+            self._goals[key] = (time.monotonic(), targets)
+            return targets
+
+    def retry_delay_s(self, attempts: int, error: BaseException) -> float:
+        """The durable backoff before attempt `attempts + 1`, honouring Metrika's Retry-After."""
+        retry_after = error.retry_after if isinstance(error, metrika.MetrikaError) else None
+        return metrika.backoff_s(
+            attempts + 1,
+            base_s=self.settings.retry_base_s,
+            max_s=self.settings.retry_max_s,
+            retry_after=retry_after,
         )

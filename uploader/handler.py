@@ -1,8 +1,14 @@
-"""handle_upload_batches: each stored batch -> one Metrika upload per identifier type, exactly once."""
+"""handle_upload_batches: each stored batch -> one Metrika upload per identifier type, exactly once.
+
+A transient Metrika failure (429, 5xx, timeout, connection) never ends a batch: it stays `pending` with
+`next_attempt_at`, `attempts` and `last_error`, and the sweeper brings it back then (any replica, after
+any restart). Only Metrika's final word, or RETRY_HORIZON_S of failures, ends rows in error.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
@@ -11,10 +17,11 @@ import asyncpg
 
 from shared import errors
 from shared.db import batches, locks
+from shared.metrika import MetrikaError
 from shared.schemas import UploadBatches
 from uploader import batch_status, csvfile
 from uploader.deps import Deps
-from uploader.metrika import MetrikaClient, MetrikaError
+from uploader.metrika import ConversionsApi
 
 logger = logging.getLogger(__name__)
 
@@ -55,31 +62,38 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
         batch = await batches.get(deps.pool, batch_id)
         if batch is None:
             raise errors.Permanent(f"batch {batch_id} does not exist")
-        if batch["status"] in ("completed", "error"):
+        if batch["status"] not in ("accepted", "pending"):
+            await batch_status.refresh(deps.pool, batch_id)  # a crash may have left it behind its files
             return
-        if batch["status"] == "accepted":  # a redelivery leaves a later status (uploaded, ...) as it is
-            await batches.set_status(deps.pool, batch["id"], "pending")
+        await batches.take(deps.pool, batch_id, deps.settings.stale_after_s)
         try:
             client = deps.client(batch["token_enc"], batch["counter_id"])
-            await _check_goals(deps, client, batch)
-            await batches.split_into_files(deps.pool, batch["id"])
-            for file in await batches.files(deps.pool, batch["id"]):
-                if file["status"] in ("new", "uploading"):
-                    await _upload_file(deps, client, file)
-        except (MetrikaError, errors.Permanent) as exc:
-            # nothing more can be done for this batch's remaining rows: they end in error, with the reason
-            reason = str(exc)
-            logger.warning("batch %s: %s", batch["id"], reason)
-            await _fail_remaining(deps.pool, batch["id"], reason)
-        await batch_status.refresh(deps.pool, batch["id"])
+            async with deps.counter_slot(batch["counter_id"]):
+                await _check_goals(deps, client, batch)
+                await batches.split_into_files(deps.pool, batch_id)
+                for file in await batches.files(deps.pool, batch_id):
+                    if file["status"] in ("new", "uploading"):
+                        await _upload_file(deps, client, file)
+        except MetrikaError as exc:
+            if exc.retryable:
+                await _retry_later(deps, batch, exc)
+            else:
+                await fail_remaining(deps.pool, batch_id, str(exc))
+        except errors.Permanent as exc:  # e.g. a token stored under an encryption key no longer configured
+            await fail_remaining(deps.pool, batch_id, str(exc))
+        else:
+            await batches.uploads_done(deps.pool, batch_id)
+        await batch_status.refresh(deps.pool, batch_id)
 
 
-async def _check_goals(deps: Deps, client: MetrikaClient, batch: asyncpg.Record) -> None:
-    """Rows whose Target is no goal of the counter would be dropped by Metrika silently: report them now."""
+async def _check_goals(deps: Deps, client: ConversionsApi, batch: asyncpg.Record) -> None:
+    """Rows whose Target is no goal of the counter would be dropped by Metrika silently: report them now
+    (they may be sent again by POST .../retry once the goal exists)."""
     rows = await batches.pending_rows(deps.pool, batch["id"])
     if not rows:
         return
-    targets = await client.goal_targets()
+    wanted = {row["target"] for row in rows}
+    targets = await deps.goal_targets(client, batch["token_enc"], wanted)
     unknown: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         if row["target"] not in targets:
@@ -89,51 +103,44 @@ async def _check_goals(deps: Deps, client: MetrikaClient, batch: asyncpg.Record)
             f"goal {target!r} not found in counter {batch['counter_id']}: "
             "create a JavaScript-event goal with this identifier"
         )
-        await batches.fail_rows(deps.pool, batch["id"], indexes, reason)
+        await batches.fail_rows(deps.pool, batch["id"], indexes, reason, retryable=True)
 
 
-async def _upload_file(deps: Deps, client: MetrikaClient, file: asyncpg.Record) -> None:
+async def _upload_file(deps: Deps, client: ConversionsApi, file: asyncpg.Record) -> None:
     comment = upload_comment(file["id"])
     if file["status"] == "uploading" and await _adopt(deps, client, file["id"], comment):
-        return  # an earlier delivery's upload reached Metrika; its answer was lost
+        return  # an earlier attempt reached Metrika; its answer was lost
     await batches.file_uploading(deps.pool, file["id"])  # committed before the request leaves
     csv_bytes = csvfile.build(file["id_type"], await batches.file_rows(deps.pool, file["id"]))
-    for attempt in range(1, client.attempts + 1):
-        try:
-            uploading = await client.upload(file["id_type"], csv_bytes, comment)
-        except MetrikaError as exc:
-            if not exc.retryable:
-                await batches.file_failed(deps.pool, file["id"], f"Metrika rejected the upload: {exc}")
-                return
-            logger.warning("upload of file %s failed (%s), attempt %s", file["id"], exc, attempt)
-            if attempt == client.attempts:
-                exc.attempts = attempt
-                if not await _adopt(deps, client, file["id"], comment):
-                    await batches.file_failed(deps.pool, file["id"], f"upload failed: {exc}")
-                return
-            await asyncio.sleep(client.backoff_s(attempt))
-            # a timeout or a 5xx may hide an upload Metrika did store: never send it twice
-            if await _adopt(deps, client, file["id"], comment):
-                return
-        else:
-            await _record_upload(deps.pool, file["id"], uploading, deps.poll_interval_s)
-            return
+    try:
+        uploading = await client.upload(file["id_type"], csv_bytes, comment)
+    except MetrikaError as exc:
+        if exc.retryable:
+            # a 5xx or a timeout may hide an upload Metrika did store: the file stays `uploading`, and
+            # the next attempt looks for its comment before sending anything; a 429 is a refusal
+            # before any work (and nothing earlier arrived: we looked), so that file is simply not sent
+            if exc.status == 429:
+                await batches.file_not_sent(deps.pool, file["id"])
+            raise
+        await batches.file_failed(
+            deps.pool, file["id"], f"Metrika rejected the upload: {exc}", retryable=True
+        )
+        return
+    await _record_upload(deps, file["id"], uploading, deps.settings.upload_poll_s)
 
 
-async def _adopt(deps: Deps, client: MetrikaClient, file_id: int, comment: str) -> bool:
+async def _adopt(deps: Deps, client: ConversionsApi, file_id: int, comment: str) -> bool:
     existing = await client.find_by_comment(comment)
     if existing is None:
         return False
     logger.info("file %s was already uploaded as Metrika upload %s", file_id, existing.get("id"))
-    await _record_upload(deps.pool, file_id, existing, 0.0)
+    await _record_upload(deps, file_id, existing, 0.0)
     return True
 
 
-async def _record_upload(
-    pool: asyncpg.Pool, file_id: int, uploading: dict[str, object], poll_s: float
-) -> None:
+async def _record_upload(deps: Deps, file_id: int, uploading: dict[str, object], poll_s: float) -> None:
     line_quantity = uploading.get("line_quantity")
-    async with pool.acquire() as conn:
+    async with deps.pool.acquire() as conn:
         await batches.file_uploaded(
             conn,
             file_id,
@@ -144,10 +151,40 @@ async def _record_upload(
         )
 
 
-async def _fail_remaining(pool: asyncpg.Pool, batch_id: uuid.UUID, reason: str) -> None:
+async def _retry_later(deps: Deps, batch: asyncpg.Record, exc: MetrikaError) -> None:
+    """Schedule the next attempt in Postgres, or give up once the horizon has passed."""
+    since = batch["retrying_since"]
+    horizon = deps.settings.retry_horizon_s
+    if since is not None and (dt.datetime.now(dt.UTC) - since).total_seconds() > horizon:
+        await _give_up(deps, batch, f"Metrika kept failing for {horizon / 3600:g} h; last: {exc}")
+        return
+    delay = deps.retry_delay_s(batch["attempts"], exc)
+    logger.warning("batch %s: %s; next attempt in %.0f s", batch["id"], exc, delay)
+    await batches.retry_later(deps.pool, batch["id"], str(exc), delay)
+
+
+async def _give_up(deps: Deps, batch: asyncpg.Record, reason: str) -> None:
+    """End what is left in error, after asking Metrika one last time about files whose answer was lost."""
+    client = deps.client(batch["token_enc"], batch["counter_id"])
+    for file in await batches.files(deps.pool, batch["id"]):
+        if file["status"] != "uploading":
+            continue
+        try:
+            if await _adopt(deps, client, file["id"], upload_comment(file["id"])):
+                continue
+        except MetrikaError as exc:
+            reason = f"{reason} (whether Metrika received the file could not be checked: {exc})"
+    await fail_remaining(deps.pool, batch["id"], reason)
+    await batches.uploads_done(deps.pool, batch["id"])
+
+
+async def fail_remaining(pool: asyncpg.Pool, batch_id: uuid.UUID, reason: str) -> None:
+    """Rows not with Metrika end in error; they may be sent again (POST .../retry looks for a lost upload
+    by its comment first, so nothing Metrika has is sent twice)."""
+    logger.warning("batch %s: %s", batch_id, reason)
     for file in await batches.files(pool, batch_id):
         if file["status"] in ("new", "uploading"):
-            await batches.file_failed(pool, file["id"], reason)
+            await batches.file_failed(pool, file["id"], reason, retryable=True)
     rows = await batches.pending_rows(pool, batch_id)
     if rows:
-        await batches.fail_rows(pool, batch_id, [row["idx"] for row in rows], reason)
+        await batches.fail_rows(pool, batch_id, [row["idx"] for row in rows], reason, retryable=True)

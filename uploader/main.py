@@ -1,10 +1,11 @@
-"""The uploader's composition root: the consumer of conversion_uploads plus the status poller."""
+"""The uploader's composition root: the consumer of conversion_uploads, the status poller and the sweeper."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import uuid
 
 import aiohttp
 
@@ -16,6 +17,7 @@ from shared.settings import Settings
 from uploader.deps import Deps
 from uploader.handler import BATCHES_AT_ONCE, handle_upload_batches
 from uploader.poller import run_poller
+from uploader.sweeper import run_sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -23,24 +25,31 @@ logger = logging.getLogger(__name__)
 async def main(settings: Settings, stop: asyncio.Event) -> None:
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
-    # each batch being uploaded holds a connection for its lock and borrows another for its queries
+    # each batch being uploaded holds a connection for its lock and borrows another for its queries;
+    # the poller's queries in flight each borrow one while they record an answer
     pool = await db.create_pool(
-        settings.database_url, max_size=2 * settings.prefetch_count * BATCHES_AT_ONCE + 2
+        settings.database_url,
+        max_size=2 * settings.prefetch_count * BATCHES_AT_ONCE + settings.poll_concurrency // 2 + 4,
     )
     connection = await broker.connect(settings.amqp_url)
     try:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await broker.declare(channel, topology)
+
+        async def requeue(batch_ids: list[uuid.UUID]) -> None:
+            await broker.publish(exchange, broker.CONVERSION_UPLOADS, UploadBatches(batch_ids=batch_ids))
+
         async with aiohttp.ClientSession() as session:
             deps = Deps(
                 pool=pool,
                 session=session,
                 cipher=TokenCipher(settings.token_encryption_key),
-                api_url=settings.metrika_api_url,
-                retry_attempts=settings.http_retry_attempts,
-                retry_max_s=settings.http_retry_max_s,
-                poll_interval_s=settings.upload_poll_s,
-                processing_timeout_s=settings.upload_processing_timeout_s,
+                settings=settings,
             )
-            poller = asyncio.create_task(run_poller(deps, stop))
+            background = [
+                asyncio.create_task(run_poller(deps, stop)),
+                asyncio.create_task(run_sweeper(deps, requeue, stop)),
+            ]
             try:
                 await serve(
                     connection,
@@ -54,7 +63,11 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 )
             finally:
                 stop.set()
-                await poller
+                # the poller gives its queries in flight the grace period itself; never wait longer
+                await asyncio.wait(background, timeout=settings.shutdown_grace_s + 5)
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
     finally:
         await connection.close()
         await pool.close()

@@ -56,12 +56,25 @@ class NewBatch(NamedTuple):
     records: Sequence[tuple[Any, ...]]
 
 
+# `next_attempt_at`, `attempts`, `last_error`: the retry being waited for, of the upload (the batch's own
+# columns) or of a status query of one of its files
 STATUS = """
 SELECT b.id, b.source, b.status, b.error, b.task_id, b.webhook_id, b.counter_id, b.created_at, b.updated_at,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id) AS total,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id AND c.status = 'completed') AS processed,
-       (SELECT string_agg(f.metrika_upload_id, ',' ORDER BY f.id_type) FROM upload_files f
-         WHERE f.batch_id = b.id AND f.metrika_upload_id IS NOT NULL) AS metrika_upload_id
+       (SELECT string_agg(f.metrika_upload_id, ',' ORDER BY f.id_type, f.id) FROM upload_files f
+         WHERE f.batch_id = b.id AND f.metrika_upload_id IS NOT NULL) AS metrika_upload_id,
+       b.attempts + (SELECT coalesce(sum(f.attempts), 0) FROM upload_files f WHERE f.batch_id = b.id)
+         AS attempts,
+       CASE WHEN b.last_error IS NOT NULL AND b.status IN ('accepted', 'pending') THEN b.next_attempt_at
+            ELSE (SELECT min(f.next_poll_at) FROM upload_files f
+                  WHERE f.batch_id = b.id AND f.last_error IS NOT NULL AND f.next_poll_at IS NOT NULL)
+       END AS next_attempt_at,
+       coalesce(
+           CASE WHEN b.status IN ('accepted', 'pending') THEN b.last_error END,
+           (SELECT f.last_error FROM upload_files f WHERE f.batch_id = b.id AND f.last_error IS NOT NULL
+            ORDER BY f.updated_at DESC LIMIT 1)
+       ) AS last_error
 FROM batches b
 """
 GET_STATUS = STATUS + " WHERE b.id = $1"
@@ -78,34 +91,70 @@ WHERE batch_id = ANY($1::uuid[]) AND status = 'processed'
   AND (coalesce(user_not_found_quantity, 0) > 0 OR coalesce(goal_not_found_quantity, 0) > 0)
 ORDER BY batch_id, id_type
 """
-GET_BATCH = "SELECT id, source, status, counter_id, token_enc, webhook_id FROM batches WHERE id = $1"
+GET_BATCH = """
+SELECT id, source, status, counter_id, token_enc, webhook_id, attempts, retrying_since, requeues
+FROM batches WHERE id = $1
+"""
+# the uploader takes the batch: `accepted` becomes `pending`, and the sweeper leaves it alone for `$2`
+# seconds (longer means its worker died, and the sweeper re-queues it)
+TAKE = """
+UPDATE batches
+SET status = CASE WHEN status = 'accepted' THEN 'pending' ELSE status END,
+    next_attempt_at = now() + make_interval(secs => $2),
+    updated_at = CASE WHEN status = 'accepted' THEN now() ELSE updated_at END
+WHERE id = $1 AND status IN ('accepted', 'pending')
+"""
+# a transient failure: try again at next_attempt_at; retrying_since starts the horizon's clock
+RETRY_LATER = """
+UPDATE batches
+SET attempts = attempts + 1, last_error = $2, retrying_since = coalesce(retrying_since, now()),
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND status IN ('accepted', 'pending')
+"""
+# every file is with Metrika (or failed): nothing left for the sweeper, no retry pending
+UPLOADS_DONE = """
+UPDATE batches SET next_attempt_at = NULL, retrying_since = NULL, last_error = NULL, requeues = 0
+WHERE id = $1
+"""
 SET_STATUS = """
 UPDATE batches SET status = $2, error = coalesce($3, error), updated_at = now()
 WHERE id = $1 AND status <> $2 AND status NOT IN ('completed', 'error')
+"""
+# the status its files decide; a batch in error is corrected to completed when a file Metrika had not
+# finished in time is processed after all (a completed batch never changes)
+SET_STATUS_FROM_FILES = """
+UPDATE batches SET status = $2, error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($3, error) END,
+       updated_at = now()
+WHERE id = $1 AND status <> $2 AND status <> 'completed' AND (status <> 'error' OR $2 = 'completed')
 """
 PENDING_ROWS = """
 SELECT idx, id_type, identifier, target FROM conversions
 WHERE batch_id = $1 AND status = 'pending' AND file_id IS NULL ORDER BY idx
 """
 FAIL_ROWS = """
-UPDATE conversions SET status = 'error', reason = $3
+UPDATE conversions SET status = 'error', reason = $3, retryable = $4
 WHERE batch_id = $1 AND idx = ANY($2::int[]) AND status IN ('pending', 'uploaded')
 """
-# one file per identifier type; rows join their file once, so a redelivery re-uses the same split
+# one file per identifier type for the rows not in a file yet (a file not sent yet takes more rows); rows
+# join their file in the same statement, so a redelivery re-uses the split. Runs under the batch's lock.
 SPLIT = """
-WITH files AS (
+WITH kinds AS (
+    SELECT DISTINCT id_type FROM conversions WHERE batch_id = $1 AND status = 'pending' AND file_id IS NULL
+), open_files AS (
+    SELECT max(id) AS id, id_type FROM upload_files WHERE batch_id = $1 AND status = 'new' GROUP BY id_type
+), new_files AS (
     INSERT INTO upload_files (batch_id, id_type)
-    SELECT DISTINCT batch_id, id_type FROM conversions
-    WHERE batch_id = $1 AND status = 'pending' AND file_id IS NULL
-    ON CONFLICT (batch_id, id_type) DO UPDATE SET updated_at = now()
+    SELECT $1, k.id_type FROM kinds k WHERE k.id_type NOT IN (SELECT id_type FROM open_files)
     RETURNING id, id_type
+), files AS (
+    SELECT id, id_type FROM open_files UNION ALL SELECT id, id_type FROM new_files
 )
 UPDATE conversions c SET file_id = files.id
 FROM files WHERE c.batch_id = $1 AND c.id_type = files.id_type AND c.status = 'pending' AND c.file_id IS NULL
 """
 FILES = """
 SELECT id, batch_id, id_type, status, metrika_upload_id, metrika_status, error FROM upload_files
-WHERE batch_id = $1 ORDER BY id_type
+WHERE batch_id = $1 ORDER BY id_type, id
 """
 FILE_ROWS = """
 SELECT idx, identifier, target, date_time, price, currency FROM conversions
@@ -115,58 +164,125 @@ FILE_UPLOADING = """
 UPDATE upload_files SET status = 'uploading', updated_at = now()
 WHERE id = $1 AND status IN ('new', 'uploading')
 """
+FILE_NOT_SENT = (
+    "UPDATE upload_files SET status = 'new', updated_at = now() WHERE id = $1 AND status = 'uploading'"
+)
 FILE_UPLOADED = """
 WITH f AS (
     UPDATE upload_files
     SET status = 'uploaded', metrika_upload_id = $2, metrika_status = $3, line_quantity = $4,
-        uploaded_at = now(), next_poll_at = now() + make_interval(secs => $5), updated_at = now()
+        uploaded_at = now(), next_poll_at = now() + make_interval(secs => $5), updated_at = now(),
+        attempts = 0, last_error = NULL, retrying_since = NULL
     WHERE id = $1 AND status IN ('new', 'uploading')
     RETURNING id
 )
 UPDATE conversions SET status = 'uploaded'
 FROM f WHERE conversions.file_id = f.id AND conversions.status = 'pending'
 """
+# $4: whether the rows may be sent again (Metrika never had them); $5: seconds until a file that Metrika
+# has but did not finish in time is checked again (NULL: the failure is final). A file failed that way is
+# still followed; any other failed or processed file is final.
 FILE_FAILED = """
 WITH f AS (
     UPDATE upload_files SET status = 'failed', error = $2, metrika_status = coalesce($3, metrika_status),
-        next_poll_at = NULL, updated_at = now()
-    WHERE id = $1 AND status NOT IN ('processed', 'failed')
+        timed_out = $5::float8 IS NOT NULL,
+        next_poll_at = now() + make_interval(secs => $5::float8), updated_at = now()
+    WHERE id = $1 AND (status NOT IN ('processed', 'failed') OR (status = 'failed' AND timed_out))
     RETURNING id
 )
-UPDATE conversions SET status = 'error', reason = $2
-FROM f WHERE conversions.file_id = f.id AND conversions.status IN ('pending', 'uploaded')
+UPDATE conversions SET status = 'error', reason = $2, retryable = $4
+FROM f WHERE conversions.file_id = f.id AND conversions.status IN ('pending', 'uploaded', 'error')
 """
+# Metrika is still at it: note its word, poll again in $3 s (the status moves to processing once Metrika
+# has begun matching; a timed-out file keeps its failed status until Metrika finishes)
 FILE_PROCESSING = """
 UPDATE upload_files
-SET status = 'processing', metrika_status = $2, next_poll_at = now() + make_interval(secs => $3),
-    updated_at = now()
-WHERE id = $1 AND status IN ('uploaded', 'processing')
+SET status = CASE WHEN status = 'failed' OR $2 NOT IN ('EXPORTED', 'MATCHED') THEN status
+                  ELSE 'processing' END,
+    metrika_status = $2, next_poll_at = now() + make_interval(secs => $3), updated_at = now(),
+    attempts = 0, last_error = NULL, retrying_since = NULL
+WHERE id = $1 AND (status IN ('uploaded', 'processing') OR (status = 'failed' AND timed_out))
+"""
+# a status query failed for now: try again in $3 s
+POLL_LATER = """
+UPDATE upload_files
+SET attempts = attempts + 1, last_error = $2, retrying_since = coalesce(retrying_since, now()),
+    next_poll_at = now() + make_interval(secs => $3), updated_at = now()
+WHERE id = $1 AND (status IN ('uploaded', 'processing') OR (status = 'failed' AND timed_out))
 """
 FILE_PROCESSED = """
 WITH f AS (
     UPDATE upload_files
     SET status = 'processed', metrika_status = $2, line_quantity = $3, linked_quantity = $4,
-        user_not_found_quantity = $5, goal_not_found_quantity = $6, next_poll_at = NULL, updated_at = now()
-    WHERE id = $1 AND status IN ('uploaded', 'processing')
+        user_not_found_quantity = $5, goal_not_found_quantity = $6, next_poll_at = NULL, updated_at = now(),
+        error = NULL, timed_out = false, attempts = 0, last_error = NULL, retrying_since = NULL
+    WHERE id = $1 AND (status IN ('uploaded', 'processing') OR (status = 'failed' AND timed_out))
     RETURNING id
 )
-UPDATE conversions SET status = 'completed'
-FROM f WHERE conversions.file_id = f.id AND conversions.status = 'uploaded'
+UPDATE conversions SET status = 'completed', reason = NULL
+FROM f WHERE conversions.file_id = f.id AND conversions.status IN ('uploaded', 'error')
 """
 # claim due polls: push next_poll_at forward so other uploader replicas skip these files meanwhile
 CLAIM_POLLS = """
 WITH due AS (
     SELECT f.id FROM upload_files f
-    WHERE f.status IN ('uploaded', 'processing') AND f.next_poll_at <= now()
+    WHERE (f.status IN ('uploaded', 'processing') OR (f.status = 'failed' AND f.timed_out))
+      AND f.next_poll_at <= now()
     ORDER BY f.next_poll_at LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
 UPDATE upload_files f SET next_poll_at = now() + make_interval(secs => $2)
 FROM due, batches b
 WHERE f.id = due.id AND b.id = f.batch_id
-RETURNING f.id, f.batch_id, f.id_type, f.status, f.metrika_upload_id, f.uploaded_at, b.counter_id, b.token_enc
+RETURNING f.id, f.batch_id, f.id_type, f.status, f.timed_out, f.metrika_upload_id, f.uploaded_at, f.attempts,
+          f.retrying_since, b.counter_id, b.token_enc
 """
 FILE_STATES = "SELECT status FROM upload_files WHERE batch_id = $1"
+# the sweeper: batches waiting for a retry whose time has come, or that have not moved for $2 s (their
+# message was lost or dead-lettered, their worker died); claimed for $2 s so no replica re-queues twice
+CLAIM_DUE = """
+WITH due AS (
+    SELECT id FROM batches
+    WHERE status IN ('accepted', 'pending')
+      AND coalesce(next_attempt_at, updated_at + make_interval(secs => $2)) <= now()
+    ORDER BY coalesce(next_attempt_at, updated_at) LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE batches b SET next_attempt_at = now() + make_interval(secs => $2), requeues = b.requeues + 1
+FROM due WHERE b.id = due.id
+RETURNING b.id, b.requeues
+"""
+# batches whose files have all ended but whose own status was never brought along
+STRANDED = """
+SELECT b.id FROM batches b
+WHERE b.status IN ('uploaded', 'processing') AND b.updated_at < now() - make_interval(secs => $2)
+  AND NOT EXISTS (SELECT 1 FROM upload_files f WHERE f.batch_id = b.id
+                  AND f.status IN ('new', 'uploading', 'uploaded', 'processing'))
+ORDER BY b.updated_at LIMIT $1
+"""
+# POST .../retry: rows that failed before Metrika had them go back to pending; their files (never taken
+# by Metrika as far as we know) go back to `uploading`, so the uploader first looks for them by comment
+RETRY_FILES = """
+UPDATE upload_files SET status = 'uploading', error = NULL, timed_out = false, next_poll_at = NULL,
+       attempts = 0, last_error = NULL, retrying_since = NULL, updated_at = now()
+WHERE batch_id = $1 AND status = 'failed' AND metrika_upload_id IS NULL
+  AND id IN (SELECT file_id FROM conversions
+             WHERE batch_id = $1 AND status = 'error' AND retryable AND file_id IS NOT NULL)
+"""
+RETRY_ROWS = """
+UPDATE conversions SET status = 'pending', reason = NULL, retryable = false
+WHERE batch_id = $1 AND status = 'error' AND retryable
+"""
+REOPEN = """
+UPDATE batches SET status = 'pending', error = NULL, attempts = 0, next_attempt_at = NULL,
+       retrying_since = NULL, last_error = NULL, requeues = 0, updated_at = now()
+WHERE id = $1
+"""
+# a batch waiting for its next attempt is tried now
+HURRY = """
+UPDATE batches SET next_attempt_at = now(), updated_at = now()
+WHERE id = $1 AND status IN ('accepted', 'pending')
+"""
 COUNT_OK_ROWS = "SELECT count(*) FROM conversions WHERE batch_id = $1 AND status <> 'error'"
 
 
@@ -240,8 +356,9 @@ async def file_notes(db: Executor, batch_ids: list[uuid.UUID]) -> list[asyncpg.R
     return list(await db.fetch(FILE_NOTES, batch_ids))
 
 
-async def get(db: Executor, batch_id: uuid.UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(GET_BATCH, batch_id)
+async def get(db: Executor, batch_id: uuid.UUID, *, for_update: bool = False) -> asyncpg.Record | None:
+    """The batch; `for_update` locks its row for the caller's transaction."""
+    return await db.fetchrow(GET_BATCH + (" FOR UPDATE" if for_update else ""), batch_id)
 
 
 async def set_status(db: Executor, batch_id: uuid.UUID, new_status: str, error: str | None = None) -> None:
@@ -249,12 +366,55 @@ async def set_status(db: Executor, batch_id: uuid.UUID, new_status: str, error: 
     await db.execute(SET_STATUS, batch_id, new_status, error)
 
 
+async def set_status_from_files(
+    db: Executor, batch_id: uuid.UUID, new_status: str, error: str | None
+) -> None:
+    """The status the batch's files decide (an error is corrected to completed, see the query)."""
+    await db.execute(SET_STATUS_FROM_FILES, batch_id, new_status, error)
+
+
+async def take(db: Executor, batch_id: uuid.UUID, lease_s: float) -> None:
+    await db.execute(TAKE, batch_id, lease_s)
+
+
+async def retry_later(db: Executor, batch_id: uuid.UUID, error: str, delay_s: float) -> None:
+    await db.execute(RETRY_LATER, batch_id, error, delay_s)
+
+
+async def uploads_done(db: Executor, batch_id: uuid.UUID) -> None:
+    await db.execute(UPLOADS_DONE, batch_id)
+
+
+async def claim_due(db: Executor, limit: int, lease_s: float) -> list[asyncpg.Record]:
+    return list(await db.fetch(CLAIM_DUE, limit, lease_s))
+
+
+async def stranded(db: Executor, limit: int, min_age_s: float) -> list[uuid.UUID]:
+    return [row["id"] for row in await db.fetch(STRANDED, limit, min_age_s)]
+
+
+async def reopen_failed_rows(conn: asyncpg.Connection, batch_id: uuid.UUID) -> int:
+    """Within the caller's transaction: rows that may be sent again back to pending, with their files;
+    the batch pending again when there were any. The number of rows reopened."""
+    await conn.execute(RETRY_FILES, batch_id)
+    reopened = int((await conn.execute(RETRY_ROWS, batch_id)).split()[-1])
+    if reopened:
+        await conn.execute(REOPEN, batch_id)
+    return reopened
+
+
+async def hurry(db: Executor, batch_id: uuid.UUID) -> bool:
+    return bool(await db.execute(HURRY, batch_id) == "UPDATE 1")
+
+
 async def pending_rows(db: Executor, batch_id: uuid.UUID) -> list[asyncpg.Record]:
     return list(await db.fetch(PENDING_ROWS, batch_id))
 
 
-async def fail_rows(db: Executor, batch_id: uuid.UUID, indexes: list[int], reason: str) -> None:
-    await db.execute(FAIL_ROWS, batch_id, indexes, reason)
+async def fail_rows(
+    db: Executor, batch_id: uuid.UUID, indexes: list[int], reason: str, *, retryable: bool
+) -> None:
+    await db.execute(FAIL_ROWS, batch_id, indexes, reason, retryable)
 
 
 async def split_into_files(db: Executor, batch_id: uuid.UUID) -> None:
@@ -273,6 +433,10 @@ async def file_uploading(db: Executor, file_id: int) -> bool:
     return bool(await db.execute(FILE_UPLOADING, file_id) == "UPDATE 1")
 
 
+async def file_not_sent(db: Executor, file_id: int) -> None:
+    await db.execute(FILE_NOT_SENT, file_id)
+
+
 async def file_uploaded(
     conn: asyncpg.Connection,
     file_id: int,
@@ -284,8 +448,22 @@ async def file_uploaded(
     await conn.execute(FILE_UPLOADED, file_id, metrika_upload_id, metrika_status, line_quantity, poll_after_s)
 
 
-async def file_failed(db: Executor, file_id: int, error: str, metrika_status: str | None = None) -> None:
-    await db.execute(FILE_FAILED, file_id, error, metrika_status)
+async def file_failed(
+    db: Executor,
+    file_id: int,
+    error: str,
+    metrika_status: str | None = None,
+    *,
+    retryable: bool,
+    check_again_s: float | None = None,
+) -> None:
+    """End a file (and its rows) in error; `retryable` if Metrika never had it; `check_again_s` for a
+    file Metrika has but did not finish in time (followed at that pace, corrected if it finishes)."""
+    await db.execute(FILE_FAILED, file_id, error, metrika_status, retryable, check_again_s)
+
+
+async def poll_later(db: Executor, file_id: int, error: str, delay_s: float) -> None:
+    await db.execute(POLL_LATER, file_id, error, delay_s)
 
 
 async def file_processing(db: Executor, file_id: int, metrika_status: str, poll_after_s: float) -> None:

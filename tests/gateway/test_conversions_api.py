@@ -266,7 +266,7 @@ async def test_status_shapes(gateway, settings, pool):
 
     # what the uploader leaves behind: a failed row, a processed file with unlinked rows, a batch error
     batch_id = uuid.UUID(upload_id)
-    await batches.fail_rows(pool, batch_id, [2], "Metrika refused the row")
+    await batches.fail_rows(pool, batch_id, [2], "Metrika refused the row", retryable=False)
     await pool.execute(
         """INSERT INTO upload_files (batch_id, id_type, status, metrika_upload_id, line_quantity,
                                      linked_quantity, user_not_found_quantity, goal_not_found_quantity)
@@ -294,7 +294,7 @@ async def test_many_failed_rows_are_counted_not_all_listed(gateway, settings, po
     task_id = await completed_task(pool, settings, 1005)
     resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
     upload_id = (await resp.json())["upload_id"]
-    await batches.fail_rows(pool, uuid.UUID(upload_id), list(range(1005)), "file refused")
+    await batches.fail_rows(pool, uuid.UUID(upload_id), list(range(1005)), "file refused", retryable=False)
     errors = (await (await gateway.get(f"/conversions/{upload_id}/status")).json())["errors"]
     assert len(errors) == 1001 and errors[999] == {"index": 999, "reason": "file refused"}
     assert errors[1000] == {"index": None, "reason": "5 more failed row(s) not listed"}
@@ -312,7 +312,7 @@ async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings
     for target in ("4plus", "lead"):
         resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": target})
         ids.append((await resp.json())["upload_id"])
-    await batches.fail_rows(pool, uuid.UUID(ids[1]), [1], "bad")
+    await batches.fail_rows(pool, uuid.UUID(ids[1]), [1], "bad", retryable=False)
     listed = await (await gateway.get(f"/tasks/{task_id}/conversions")).json()
     assert listed == [
         {"upload_id": ids[0], "status": "pending", "errors": None, "processed": 0, "total": 2},

@@ -12,6 +12,7 @@ from sandbox.app import CONVERSIONS, VISITORS
 from shared import errors
 from shared.crypto import TokenCipher
 from shared.schemas import UploadBatches
+from tests.conftest import override
 from uploader.deps import Deps
 from uploader.handler import handle_upload_batches
 
@@ -42,11 +43,7 @@ async def test_a_message_of_several_batches_and_its_redelivery(gateway, settings
             pool=pool,
             session=session,
             cipher=TokenCipher(settings.token_encryption_key),
-            api_url=settings.metrika_api_url,
-            retry_attempts=2,
-            retry_max_s=0.1,
-            poll_interval_s=30,
-            processing_timeout_s=60,
+            settings=override(settings, upload_poll_s=30),
         )
         # a batch that does not exist fails the message, but only after the others had their turn
         with pytest.raises(errors.Permanent, match=str(missing)):
