@@ -163,6 +163,7 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "total": row["total"],
                     "processed": row["processed"],
                     "errors": found,
+                    **_retry_fields(row),
                 }
             )
         else:
@@ -173,9 +174,20 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "errors": found,
                     "processed": row["processed"],
                     "total": row["total"],
+                    **_retry_fields(row),
                 }
             )
     return answers
+
+
+def _retry_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """While Metrika fails for now: when the next attempt is due, how many failed, and the last error."""
+    when = row["next_attempt_at"]
+    return {
+        "next_attempt_at": iso_utc(when) if when is not None else None,
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+    }
 
 
 def iso_utc(value: dt.datetime) -> str:

@@ -55,12 +55,14 @@ CREATE TABLE IF NOT EXISTS webhooks (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- fixed one-minute windows of accepted-or-refused submissions per webhook, shared by gateway replicas
-CREATE TABLE IF NOT EXISTS webhook_rate (
-    webhook_id      uuid NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-    window_start    timestamptz NOT NULL,
-    hits            integer NOT NULL,
-    PRIMARY KEY (webhook_id, window_start)
+-- rate limits shared by gateway replicas (webhook submissions per webhook, management calls per API
+-- key): per subject, the requests granted in each of the last 61 whole seconds (shared/db/rates.py)
+DROP TABLE IF EXISTS webhook_rate;  -- the fixed one-minute windows these replaced
+CREATE TABLE IF NOT EXISTS rate_windows (
+    subject         text PRIMARY KEY,
+    second          bigint NOT NULL,  -- Unix second of counts[61]
+    counts          integer[] NOT NULL,
+    granted         integer NOT NULL  -- granted by the latest statement (read back by it)
 );
 
 -- a batch of conversions (the API's upload_id / batch_id), from a task, a single call or a webhook
@@ -112,8 +114,52 @@ CREATE TABLE IF NOT EXISTS upload_files (
     error           text,
     next_poll_at    timestamptz,
     uploaded_at     timestamptz,
-    updated_at      timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (batch_id, id_type)
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS upload_files_to_poll ON upload_files (next_poll_at)
-    WHERE status IN ('uploaded', 'processing');
+
+-- uploader reliability: durable retries (the next attempt time lives here, not in a sleeping coroutine),
+-- the sweeper's re-queue count, rows a retry may send again, and slow re-checks of timed-out files
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS last_error text;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS retrying_since timestamptz;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS requeues integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS batches_open ON batches (updated_at)
+    WHERE status IN ('accepted', 'pending', 'uploaded', 'processing');
+-- a row that failed before Metrika had it (goal missing, file refused, outage past the horizon) may be
+-- sent again by POST .../retry; rows refused at the door or processed by Metrika may not
+ALTER TABLE conversions ADD COLUMN IF NOT EXISTS retryable boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS conversions_file ON conversions (file_id) WHERE file_id IS NOT NULL;
+-- a retry uploads the rows again in a new file: several files of one batch may share an identifier type
+ALTER TABLE upload_files DROP CONSTRAINT IF EXISTS upload_files_batch_id_id_type_key;
+CREATE INDEX IF NOT EXISTS upload_files_batch ON upload_files (batch_id, id_type);
+ALTER TABLE upload_files ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE upload_files ADD COLUMN IF NOT EXISTS last_error text;
+ALTER TABLE upload_files ADD COLUMN IF NOT EXISTS retrying_since timestamptz;
+ALTER TABLE upload_files ADD COLUMN IF NOT EXISTS timed_out boolean NOT NULL DEFAULT false;
+DROP INDEX IF EXISTS upload_files_to_poll;
+CREATE INDEX IF NOT EXISTS upload_files_due ON upload_files (next_poll_at)
+    WHERE status IN ('uploaded', 'processing') OR (status = 'failed' AND timed_out);
+
+-- scorer reliability: durable retries (the next attempt time lives here, not in a sleeping coroutine), the
+-- lease a running scorer renews, the sweeper's re-queue count, and when a task last moved
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS next_attempt_at timestamptz;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS last_error text;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS retrying_since timestamptz;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS lease_until timestamptz;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS requeues integer NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+CREATE INDEX IF NOT EXISTS tasks_open ON tasks (updated_at) WHERE status IN ('pending', 'running');
+-- every Logs API request a task created, until it is canceled or cleaned (Yandex keeps a prepared one,
+-- against the counter's 10 GB, until then): a crashed run's requests are cleaned by the next run or the
+-- sweeper. Ids are Yandex's, kept as opaque text.
+CREATE TABLE IF NOT EXISTS log_requests (
+    counter         bigint NOT NULL,
+    request_id      text NOT NULL,
+    task_id         uuid NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    source          text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    released_at     timestamptz,
+    PRIMARY KEY (counter, request_id)
+);
+CREATE INDEX IF NOT EXISTS log_requests_unreleased ON log_requests (task_id) WHERE released_at IS NULL;
