@@ -7,6 +7,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from pamqp.common import FieldTable
 from pydantic import BaseModel
 
 SCORE_TASKS = "score_tasks"
@@ -29,8 +30,23 @@ class Topology:
         return f"{self.prefix}.{routing_key}.dead"
 
 
-async def connect(url: str) -> AbstractRobustConnection:
-    return await aio_pika.connect_robust(url, timeout=10)
+async def connect(
+    url: str, *, name: str | None = None, reconnect_interval_s: float = 2.0
+) -> AbstractRobustConnection:
+    """A connection that reconnects by itself (restoring its channels, queues and consumers) every
+    `reconnect_interval_s` while the broker is away; `name` is shown by the broker (and
+    `rabbitmqctl list_connections client_properties`), so operators and tests can tell connections apart.
+    """
+    properties: FieldTable | None = {"connection_name": name} if name else None
+    return await aio_pika.connect_robust(
+        url, timeout=10, client_properties=properties, reconnect_interval=reconnect_interval_s
+    )
+
+
+def is_connected(connection: AbstractRobustConnection | None) -> bool:
+    """True while the connection is up; a robust connection that is reconnecting is not `is_closed`,
+    but its `connected` event is cleared from the moment the transport is lost until it is back."""
+    return connection is not None and not connection.is_closed and connection.connected.is_set()
 
 
 async def declare(channel: AbstractChannel, topology: Topology) -> AbstractExchange:

@@ -1,22 +1,67 @@
-"""The one consumer loop: parse, run the handler, and decide ack / retry / dead-letter in one place."""
+"""The one consumer loop: parse, run the handler, and decide ack / retry / dead-letter in one place.
+
+- The handler returns: ack.
+- The body fails its schema, or the handler raises errors.Permanent: dead-lettered at once, with the reason.
+- A dependency is down (errors.is_unavailable: Postgres, RabbitMQ, a Metrika outage): the message is held
+  for a backoff (growing while failures continue, reset by a success) and requeued, never dead-lettered.
+  Holding it fills the prefetch window, so a consumer whose dependency is down stops taking new work.
+- Anything else is a bug: retried `RetryPolicy.retries` times after a backoff, then dead-lettered.
+
+A requeue cannot change a message's headers and classic queues do not count deliveries, so a bug's
+retry republishes the message to its own queue (through the default exchange) with `x-attempts` one
+higher and acks the original. Unlike a count kept in memory it survives restarts and is shared by every
+replica; the price is that the copy goes to the back of the queue (order is not promised anyway), and
+that a crash between the confirmed publish and the ack delivers it twice (the handlers are idempotent).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from pamqp.common import FieldTable
 from pydantic import BaseModel, ValidationError
 
 from shared import errors
 from shared.broker import Topology, declare
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+MessageHandler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+ATTEMPTS_HEADER = "x-attempts"
+ERROR_HEADER = "x-error"
+# an ack, nack or publish waits no longer than this: the broker may be away while we stop, and a
+# message that was not acked is redelivered by the broker anyway once the connection is gone
+BROKER_TIMEOUT_S = 5.0
+# after the grace period, cancelled handlers get this long to unwind before the loop returns without them
+CANCEL_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    retries: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            settings.consumer_backoff_initial_s, settings.consumer_backoff_max_s, settings.consumer_retries
+        )
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry `attempt` (0 first): doubling from initial_s up to max_s, less up to
+        half at random, so that consumers which failed together do not all come back together."""
+        return min(self.max_s, self.initial_s * 2.0 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
 
 
 async def run_consumer(
@@ -30,59 +75,38 @@ async def run_consumer(
     dead_routing_key: str,
     prefetch: int,
     grace_s: float = 30.0,
+    retry: RetryPolicy | None = None,
 ) -> None:
-    """Consume `queue_name` until `stop` is set; at most `prefetch` handlers run at once.
+    """Consume `queue_name` until `stop` is set, at most `prefetch` handlers at once (see the module
+    docstring for what happens to a message that fails).
 
-    - handler returns: ack.
-    - body fails `schema`, or handler raises errors.Permanent: dead-lettered with the reason, at once.
-    - any other exception: requeued once; on the redelivery it is dead-lettered with the reason.
-    On stop, buffered messages go back to the queue and in-flight handlers get `grace_s` to finish.
+    On stop no new message is taken, in-flight handlers get `grace_s` to finish, and the rest are
+    cancelled and their messages requeued; this returns within `grace_s` + CANCEL_WAIT_S (plus
+    BROKER_TIMEOUT_S if the broker is away) even if a handler ignores its cancellation.
     """
-    await channel.set_qos(prefetch_count=prefetch)
-    queue = await channel.get_queue(queue_name, ensure=True)
-    running: set[asyncio.Task[None]] = set()
 
-    async def process(message: AbstractIncomingMessage) -> None:
-        try:
-            body = schema.model_validate_json(message.body)
-            await handler(body)
-        except (ValidationError, errors.Permanent) as exc:
-            await _dead_letter(message, dead_exchange, dead_routing_key, _reason(exc))
-        except asyncio.CancelledError:
-            await message.nack(requeue=True)
-            raise
-        except Exception as exc:
-            if message.redelivered:
-                logger.exception("message on %s failed again, dead-lettering", queue_name)
-                await _dead_letter(message, dead_exchange, dead_routing_key, _reason(exc))
-            else:
-                logger.warning("message on %s failed (%s), requeueing once", queue_name, _reason(exc))
-                await message.nack(requeue=True)
-        else:
-            await message.ack()
+    async def handle(message: AbstractIncomingMessage) -> None:
+        await handler(schema.model_validate_json(message.body))
 
-    async def consume() -> None:
-        async with queue.iterator() as it:
-            async for message in it:
-                task = asyncio.create_task(process(message))
-                running.add(task)
-                task.add_done_callback(running.discard)
+    dead = _DeadLetters(dead_exchange, dead_routing_key)
+    loop = _Loop(channel, [queue_name], handle, stop, dead, retry or RetryPolicy(), prefetch, grace_s)
+    await loop.run()
 
-    consumer = asyncio.create_task(consume())
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        done, _ = await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if consumer in done:
-            consumer.result()  # the consumer died: surface why
-    finally:
-        stopper.cancel()
-        consumer.cancel()
-        await asyncio.gather(consumer, return_exceptions=True)
-        if running:
-            _, pending = await asyncio.wait(set(running), timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+
+async def run_sink(
+    channel: AbstractChannel,
+    queue_names: Iterable[str],
+    handler: MessageHandler,
+    stop: asyncio.Event,
+    *,
+    prefetch: int,
+    grace_s: float = 30.0,
+    retry: RetryPolicy | None = None,
+) -> None:
+    """Consume queues whose messages have nowhere further to go (the dead-letter queues): the handler
+    gets the raw message, and whatever it raises is retried with backoff, never dead-lettered."""
+    loop = _Loop(channel, list(queue_names), handler, stop, None, retry or RetryPolicy(), prefetch, grace_s)
+    await loop.run()
 
 
 async def serve(
@@ -95,6 +119,7 @@ async def serve(
     *,
     prefetch: int,
     grace_s: float,
+    retry: RetryPolicy | None = None,
 ) -> None:
     """Declare the topology on a fresh channel and run the consumer of `routing_key`'s queue."""
     channel = await connection.channel(publisher_confirms=True)
@@ -111,33 +136,217 @@ async def serve(
         dead_routing_key=routing_key,
         prefetch=prefetch,
         grace_s=grace_s,
+        retry=retry,
     )
+
+
+@dataclass(frozen=True)
+class _DeadLetters:
+    exchange: AbstractExchange
+    routing_key: str
+
+
+class _Loop:
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        queue_names: list[str],
+        handle: MessageHandler,
+        stop: asyncio.Event,
+        dead: _DeadLetters | None,
+        retry: RetryPolicy,
+        prefetch: int,
+        grace_s: float,
+    ) -> None:
+        self._channel = channel
+        self._queue_names = queue_names
+        self._handle = handle
+        self._stop = stop
+        self._dead = dead
+        self._retry = retry
+        self._prefetch = prefetch
+        self._grace_s = grace_s
+        self._running: set[asyncio.Task[None]] = set()
+        # consecutive "dependency down" failures: the wait grows with them, a success resets it
+        self._outages = 0
+
+    async def run(self) -> None:
+        await self._channel.set_qos(prefetch_count=self._prefetch)
+        intake = {asyncio.create_task(self._consume(name)) for name in self._queue_names}
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait({*intake, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done & intake:
+                task.result()  # a consumer died of something other than an outage: surface why
+        finally:
+            stopper.cancel()
+            await self._shut_down(intake)
+
+    async def _consume(self, queue_name: str) -> None:
+        """Hand each message of one queue to a task of its own until stop.
+
+        aio-pika's robust iterator waits through a reconnect and resumes; should it end or fail anyway
+        (a reconnect that took over a minute), a new one is started, so consumption never stops for good.
+        """
+        attempt = 0
+        while not self._stop.is_set():
+            queue = None
+            tag = None
+            try:
+                queue = await self._channel.get_queue(queue_name, ensure=True)
+                async with queue.iterator() as messages:
+                    tag = getattr(messages, "consumer_tag", None)
+                    attempt = 0
+                    async for message in messages:
+                        self._start(message, queue_name)
+            except Exception as exc:
+                if not errors.is_unavailable(exc):
+                    raise
+                logger.warning("consuming %s failed (%s); starting again", queue_name, _reason(exc))
+            if queue is not None and tag is not None:
+                # a robust queue re-creates its consumers after a reconnect: forget this one first
+                await _bounded(queue.cancel(tag), "cancel a consumer")
+            await self._pause(self._retry.delay(attempt))
+            attempt += 1
+
+    def _start(self, message: AbstractIncomingMessage, queue_name: str) -> None:
+        task = asyncio.create_task(self._process(message, queue_name))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _process(self, message: AbstractIncomingMessage, queue_name: str) -> None:
+        try:
+            if self._stop.is_set():  # taken from the buffer as the loop stopped: someone else's work now
+                await _bounded(message.nack(requeue=True), "requeue a message")
+                return
+            try:
+                await self._handle(message)
+            except Exception as exc:
+                await self._failed(message, exc, queue_name)
+            else:
+                self._outages = 0
+                await _bounded(message.ack(), "ack a message")
+        except asyncio.CancelledError:
+            if not message.processed:
+                await _bounded(message.nack(requeue=True), "requeue a cancelled message")
+            raise
+
+    async def _failed(self, message: AbstractIncomingMessage, exc: Exception, queue_name: str) -> None:
+        unavailable = errors.is_unavailable(exc)
+        if self._dead is not None and isinstance(exc, (ValidationError, errors.Permanent)):
+            await self._dead_letter(message, self._dead, _reason(exc))
+        elif self._dead is None or unavailable:
+            delay = self._retry.delay(self._outages)
+            self._outages += 1
+            if unavailable:
+                logger.warning("message from %s waits %.1fs: %s", queue_name, delay, _reason(exc))
+            else:
+                logger.exception("message from %s failed; retrying in %.1fs", queue_name, delay)
+            await self._pause(delay)
+            await _bounded(message.nack(requeue=True), "requeue a message")
+        else:
+            attempts = _attempts(message)
+            if attempts >= self._retry.retries:
+                logger.exception("message from %s failed %s times; dead-lettering", queue_name, attempts + 1)
+                await self._dead_letter(message, self._dead, _reason(exc))
+                return
+            delay = self._retry.delay(attempts)
+            logger.exception("message from %s failed; retry %s in %.1fs", queue_name, attempts + 1, delay)
+            await self._pause(delay)
+            if self._stop.is_set():  # stopping is no fault of the message: back without counting
+                await _bounded(message.nack(requeue=True), "requeue a message")
+            else:
+                await self._republish(message, queue_name, attempts + 1, _reason(exc))
+
+    async def _republish(
+        self, message: AbstractIncomingMessage, queue_name: str, attempts: int, reason: str
+    ) -> None:
+        """Put a copy counting `attempts` at the back of `queue_name`, then ack the original; if the
+        copy cannot be published, requeue the original (its count stays: that is the broker's fault)."""
+        headers: FieldTable = {**(message.headers or {}), ATTEMPTS_HEADER: attempts, ERROR_HEADER: reason}
+        exchange = self._channel.default_exchange
+        if await _publish(exchange, _copy(message, headers), queue_name, "retry a message"):
+            await _bounded(message.ack(), "ack a retried message")
+        else:
+            await _bounded(message.nack(requeue=True), "requeue a message")
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, dead: _DeadLetters, reason: str) -> None:
+        """Copy the message to the dead-letter exchange with the reason in a header, then ack it; if that
+        publish fails, reject it without requeue, and the queue's own dead-letter exchange catches it."""
+        logger.error("dead-lettering a message from %s: %s", message.routing_key, reason)
+        copy = _copy(message, {**(message.headers or {}), ERROR_HEADER: reason})
+        if await _publish(dead.exchange, copy, dead.routing_key, "dead-letter a message"):
+            await _bounded(message.ack(), "ack a dead-lettered message")
+        else:
+            await _bounded(message.reject(requeue=False), "reject a message")
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay`, or less if stop is set meanwhile."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+    async def _shut_down(self, intake: set[asyncio.Task[None]]) -> None:
+        deadline = asyncio.get_running_loop().time() + self._grace_s
+        # leaving an iterator cancels its consumer and requeues what the broker sent ahead
+        for task in intake:
+            task.cancel()
+        done, stuck = await asyncio.wait(intake, timeout=BROKER_TIMEOUT_S)
+        if stuck:
+            logger.warning("the broker did not confirm the end of consuming; going on without it")
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved (and raised by run) already; not "never retrieved"
+        if self._running:
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, pending = await asyncio.wait(set(self._running), timeout=remaining)
+            if pending:
+                logger.warning("cancelling %s handlers still running after the grace period", len(pending))
+                for task in pending:
+                    task.cancel()
+                _, ignoring = await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+                if ignoring:
+                    # their messages go back to the queue when the connection closes, unacked
+                    logger.error("%s handlers ignore their cancellation; leaving them", len(ignoring))
+
+
+def _attempts(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(ATTEMPTS_HEADER, 0)
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def _copy(message: AbstractIncomingMessage, headers: FieldTable) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers,
+        message_id=message.message_id,
+    )
+
+
+async def _publish(
+    exchange: AbstractExchange, message: aio_pika.Message, routing_key: str, what: str
+) -> bool:
+    try:
+        await asyncio.wait_for(exchange.publish(message, routing_key=routing_key), timeout=BROKER_TIMEOUT_S)
+    except Exception as exc:
+        logger.warning("could not %s (%s)", what, _reason(exc))
+        return False
+    return True
+
+
+async def _bounded(action: Awaitable[object], what: str) -> None:
+    """An ack / nack / cancel that fails or hangs only because the channel is gone: the broker
+    requeues whatever a closed channel had not acked, so there is nothing more to do."""
+    try:
+        await asyncio.wait_for(action, timeout=BROKER_TIMEOUT_S)
+    except Exception as exc:
+        logger.warning("could not %s (%s); the broker redelivers it if needed", what, _reason(exc))
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         return f"invalid message: {exc.error_count()} error(s): {exc.errors(include_url=False)[:3]}"
     return f"{type(exc).__name__}: {exc}"[:1000]
-
-
-async def _dead_letter(
-    message: AbstractIncomingMessage, exchange: AbstractExchange, routing_key: str, reason: str
-) -> None:
-    """Copy the message to the dead-letter exchange with the reason in a header, then ack it.
-
-    If that publish fails, reject without requeue: the queue's own dead-letter exchange still catches it.
-    """
-    logger.error("dead-lettering a message: %s", reason)
-    copy = aio_pika.Message(
-        message.body,
-        content_type=message.content_type,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers={**(message.headers or {}), "x-error": reason},
-    )
-    try:
-        await exchange.publish(copy, routing_key=routing_key)
-    except Exception:
-        logger.exception("could not publish to the dead-letter exchange")
-        await message.reject(requeue=False)
-    else:
-        await message.ack()
