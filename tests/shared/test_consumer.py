@@ -10,7 +10,7 @@ import pytest
 from shared import broker, errors
 from shared.consumer import RetryPolicy, run_consumer
 from shared.schemas import ScoreTask
-from tests.conftest import AMQP_URL, PG_ROOT
+from tests.conftest import AMQP_URL, PG_ROOT, wait_for
 from tests.shared.faults import close_broker_connection
 
 TASK = "7b6c3c3e-8a0b-4c55-9e43-1f2c1c0f8a11"
@@ -169,6 +169,7 @@ async def test_real_outage_errors_count_as_unavailable(database_url):
         admin = await asyncpg.connect(database_url)
         await admin.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
         await admin.close()
+        await wait_for(lambda: _now(conn.is_closed()), timeout=10, interval=0.01)
         with pytest.raises(Exception) as terminated:
             await conn.fetchval("SELECT 1")
     finally:
@@ -287,3 +288,7 @@ async def test_consumption_resumes_after_the_broker_drops_the_connection(channel
     finally:
         await connection.close()
     assert seen == [TASK, OTHER]
+
+
+async def _now(value: object) -> object:
+    return value
