@@ -119,7 +119,8 @@ async def test_a_goal_created_later_lets_a_retry_send_the_rows_it_held_back(
     run_service(uploader_main, settings)
     upload_id = await _single(gateway, "801", target="paid")
     body = await _final(gateway, upload_id)
-    assert body["status"] == "error" and "goal 'paid' not found" in body["errors"][0]["reason"]
+    row_error = next(e for e in body["errors"] if e["index"] == 0)
+    assert body["status"] == "error" and "goal 'paid' not found" in row_error["reason"]
     assert _sent(sandbox) == []
 
     goal = {"goal": {"name": "Paid", "type": "action", "conditions": [{"type": "exact", "url": "paid"}]}}
@@ -144,7 +145,8 @@ async def test_a_file_metrika_finishes_late_is_reported_then_corrected(
     upload_id = await _single(gateway, "901")
     body = await _final(gateway, upload_id)
     assert body["status"] == "error" and body["processed"] == 0
-    assert "did not finish processing within" in body["errors"][0]["reason"]
+    row_error = next(e for e in body["errors"] if e["index"] == 0)
+    assert "did not finish processing within" in row_error["reason"]
 
     async def corrected():
         body = await _status(gateway, upload_id)
