@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -12,11 +13,14 @@ INSERT = "INSERT INTO outbox (routing_key, body) VALUES ($1, $2) RETURNING id"
 # SKIP LOCKED lets several gateway replicas relay side by side without publishing a row twice at once
 LOCK_PENDING = """
 SELECT id, routing_key, body FROM outbox
-WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2)
+WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2) AND id <> ALL($3::bigint[])
 ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
-MARK_PUBLISHED = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# a row keeps its first mark (a mark retried after a lost answer changes nothing)
+MARK_PUBLISHED = (
+    "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[]) AND published_at IS NULL"
+)
 COUNT_PENDING = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
 
@@ -24,9 +28,12 @@ async def add(db: Executor, routing_key: str, body: dict[str, Any]) -> int:
     return int(await db.fetchval(INSERT, routing_key, body))
 
 
-async def lock_pending(conn: asyncpg.Connection, limit: int, min_age_s: float) -> list[asyncpg.Record]:
-    """Unpublished rows older than `min_age_s`, locked for this transaction (other relays skip them)."""
-    return list(await conn.fetch(LOCK_PENDING, limit, min_age_s))
+async def lock_pending(
+    conn: asyncpg.Connection, limit: int, min_age_s: float, exclude: Sequence[int] = ()
+) -> list[asyncpg.Record]:
+    """Unpublished rows older than `min_age_s` and not in `exclude`, locked for this transaction
+    (other relays skip them)."""
+    return list(await conn.fetch(LOCK_PENDING, limit, min_age_s, list(exclude)))
 
 
 async def mark_published(conn: asyncpg.Connection, ids: list[int]) -> None:

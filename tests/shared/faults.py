@@ -24,3 +24,54 @@ async def _rabbitmqctl(*args: str) -> str:
     out, err = await process.communicate()
     assert process.returncode == 0, f"rabbitmqctl {args[0]} failed: {err.decode()}"
     return out.decode()
+
+
+class BrokerProxy:
+    """A TCP proxy in front of RabbitMQ for one test's clients: `cut()` drops every connection through
+    it and refuses new ones (the broker is down, as far as they can tell), `restore()` lets them back."""
+
+    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5672) -> None:
+        self._target = (target_host, target_port)
+        self._server: asyncio.Server | None = None
+        self._port = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self._port}/"
+
+    async def restore(self) -> None:
+        """Accept connections (again, on the same port)."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, upstream_writer}
+        await asyncio.gather(
+            _pipe(reader, upstream_writer), _pipe(upstream_reader, writer), return_exceptions=True
+        )
+        for end in (writer, upstream_writer):
+            end.transport.abort()
+            self._writers.discard(end)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.transport.abort()
