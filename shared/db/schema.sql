@@ -163,3 +163,18 @@ CREATE TABLE IF NOT EXISTS log_requests (
     PRIMARY KEY (counter, request_id)
 );
 CREATE INDEX IF NOT EXISTS log_requests_unreleased ON log_requests (task_id) WHERE released_at IS NULL;
+
+-- dead letters: every message that reached a .dead queue (a poison message, or one RabbitMQ gave up
+-- on), with the reason; the body is kept byte for byte; a replay writes it to the outbox again
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id              bigserial PRIMARY KEY,
+    routing_key     text NOT NULL,
+    body            bytea NOT NULL,
+    reason          text NOT NULL,
+    headers         jsonb NOT NULL DEFAULT '{}',
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    replayed_at     timestamptz,
+    replay_count    integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (routing_key, id);
+CREATE INDEX IF NOT EXISTS dead_letters_unreplayed ON dead_letters (id) WHERE replayed_at IS NULL;
