@@ -178,6 +178,7 @@ async def run(args: argparse.Namespace) -> None:
         **os.environ,
         "DATABASE_URL": dsn,
         "AMQP_URL": AMQP_URL,
+        "METRIKA_SCORE_ENV": "development",
         "API_KEYS": API_KEY,
         "QUEUE_PREFIX": prefix,
         "PORT": str(gateway_port),
@@ -232,7 +233,7 @@ async def run(args: argparse.Namespace) -> None:
             # the batches left work for autovacuum: do it now rather than in the middle of a round
             conn = await asyncpg.connect(dsn)
             try:
-                await conn.execute("VACUUM ANALYZE batches, conversions, outbox, webhook_rate")
+                await conn.execute("VACUUM ANALYZE batches, conversions, outbox, rate_windows")
             finally:
                 await conn.close()
             if shutil.which("wrk"):

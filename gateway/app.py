@@ -11,8 +11,10 @@ from aiohttp import web
 from gateway import keys
 from gateway.bodies import MAX_BODY_BYTES
 from gateway.intake import Intake
+from gateway.limits import AuthFailures
 from gateway.middlewares import auth_middleware, error_middleware
 from gateway.routes import setup_routes
+from gateway.webhook_guard import WebhookGuard
 from shared import broker, db
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
@@ -20,9 +22,12 @@ from shared.settings import Settings
 
 
 def create_app(settings: Settings) -> web.Application:
+    settings.require_production_secrets()
     app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[keys.SETTINGS] = settings
     app[keys.CIPHER] = TokenCipher(settings.token_encryption_key)
+    app[keys.API_KEYS] = frozenset(key.encode() for key in settings.api_key_set())
+    app[keys.AUTH_FAILURES] = AuthFailures()
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(relay_context)
     app.cleanup_ctx.append(intake_context)
@@ -62,7 +67,9 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def intake_context(app: web.Application) -> AsyncIterator[None]:
-    intake = Intake(app[keys.PG_POOL], app[keys.RELAY], app[keys.SETTINGS].webhook_rate_per_minute)
+    rate = app[keys.SETTINGS].webhook_rate_per_minute
+    intake = Intake(app[keys.PG_POOL], app[keys.RELAY], rate)
     app[keys.INTAKE] = intake
+    app[keys.WEBHOOK_GUARD] = WebhookGuard(app[keys.PG_POOL], app[keys.AUTH_FAILURES], rate)
     yield
     await intake.close()  # before the relay closes: the last groups still publish

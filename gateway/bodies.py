@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway import keys
 from gateway.middlewares import validation_detail
 from shared import errors
 
@@ -20,6 +22,13 @@ BODY_TOO_LARGE = (
 )
 
 
+class RequestTimeout(errors.AppError):
+    """The request body did not arrive in time."""
+
+    status = 408
+    close_connection = True  # the rest of the body may still be on its way: nothing more on this connection
+
+
 def unprocessable(detail: list[dict[str, Any]]) -> web.HTTPException:
     return web.HTTPUnprocessableEntity(
         text=json.dumps({"detail": detail}, ensure_ascii=False), content_type="application/json"
@@ -27,13 +36,18 @@ def unprocessable(detail: list[dict[str, Any]]) -> web.HTTPException:
 
 
 async def read_json(request: web.Request) -> Any:
-    """The JSON body, with the size limit stated in the answer (aiohttp's own 413 does not say it)."""
+    """The JSON body, with the size limit stated in the answer (aiohttp's own 413 does not say it), read
+    within BODY_READ_TIMEOUT_S (a body trickling in does not hold a connection and its memory for ever)."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(BODY_TOO_LARGE)
+    timeout_s = request.app[keys.SETTINGS].body_read_timeout_s
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
         raise errors.PayloadTooLarge(BODY_TOO_LARGE) from None
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
     try:
         return json.loads(raw)
     # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; deep nesting recurses

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import broker
+from shared import broker, errors
 from shared.coalesce import Coalescer
 from shared.db import batches, webhooks
 from shared.relay import OutboxRelay
@@ -73,25 +73,31 @@ class Intake:
         self._pool = pool
         self._notices = _UploadNotices(relay)
         self._rate = webhook_rate_per_minute
-        # -> webhooks.submit's record for this request, None if its webhook does not exist
-        self.submit = Coalescer(self._submit, max_items=MAX_GROUP)
+        # a group that failed because Postgres is away fails every request in it (each is answered 503):
+        # trying each request on its own would only wait for the same outage once per request
+        retry_alone = _not_unavailable
+        # -> webhooks.submit's record for this request
+        self.submit = Coalescer(self._submit, max_items=MAX_GROUP, retry_alone=retry_alone)
         # a batch from the API (bulk, single) -> None once it is committed
-        self.store = Coalescer(self._store, max_items=MAX_GROUP)
+        self.store = Coalescer(self._store, max_items=MAX_GROUP, retry_alone=retry_alone)
 
     async def close(self) -> None:
         await self.submit.close()
         await self.store.close()
         await self._notices.close()
 
-    async def _submit(self, group: Sequence[webhooks.Submission]) -> list[asyncpg.Record | None]:
+    async def _submit(self, group: Sequence[webhooks.Submission]) -> list[asyncpg.Record]:
         answers = await webhooks.submit(self._pool, group, self._rate, broker.CONVERSION_UPLOADS)
-        stored = answers[0] if answers else None
-        if stored is not None and stored["outbox_id"] is not None:
-            self._notices.add(stored["outbox_id"], stored["message"])
-        return [answer if answer["found"] else None for answer in answers]
+        if answers and answers[0]["outbox_id"] is not None:
+            self._notices.add(answers[0]["outbox_id"], answers[0]["message"])
+        return answers
 
     async def _store(self, new: Sequence[batches.NewBatch]) -> list[None]:
         message = UploadBatches(batch_ids=[batch.id for batch in new]).model_dump(mode="json")
         outbox_id = await batches.store(self._pool, new, broker.CONVERSION_UPLOADS, message)
         self._notices.add(outbox_id, message)
         return [None] * len(new)
+
+
+def _not_unavailable(exc: BaseException) -> bool:
+    return not errors.is_unavailable(exc)

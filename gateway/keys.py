@@ -6,6 +6,8 @@ import asyncpg
 from aiohttp import web
 
 from gateway.intake import Intake
+from gateway.limits import AuthFailures
+from gateway.webhook_guard import WebhookGuard
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
@@ -17,3 +19,6 @@ PG_LOSSY_POOL = web.AppKey("pg_lossy_pool", asyncpg.Pool)
 RELAY = web.AppKey("relay", OutboxRelay)
 CIPHER = web.AppKey("cipher", TokenCipher)
 INTAKE = web.AppKey("intake", Intake)
+WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookGuard)
+AUTH_FAILURES = web.AppKey("auth_failures", AuthFailures)
+API_KEYS = web.AppKey("api_keys", frozenset[bytes])  # the configured keys, as bytes

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hmac
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway import keys
+from gateway import keys, limits
 from shared import errors
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# what a client is told to wait when Postgres is away (the pool reconnects by itself once it is back)
+UNAVAILABLE_RETRY_AFTER_S = 5
+UNAVAILABLE_DETAIL = "The database is unavailable; retry shortly"
 
 
 def public(handler: Handler) -> Handler:
@@ -33,13 +38,29 @@ def validation_detail(
     ]
 
 
+def client_address(request: web.Request) -> str:
+    """The peer's address (behind a proxy, the proxy's: X-Forwarded-For is not to be trusted here)."""
+    return request.remote or "unknown"
+
+
+def unavailable() -> web.Response:
+    return web.json_response(
+        {"detail": UNAVAILABLE_DETAIL}, status=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    )
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.AppError as exc:
         headers = getattr(exc, "headers", None)
-        return web.json_response({"detail": exc.detail}, status=exc.status, headers=headers)
+        if exc.status == 503 and not headers:
+            headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+        response = web.json_response({"detail": exc.detail}, status=exc.status, headers=headers)
+        if getattr(exc, "close_connection", False):
+            response.force_close()
+        return response
     except ValidationError as exc:
         return web.json_response({"detail": validation_detail(exc)}, status=422)
     except web.HTTPException as exc:
@@ -51,8 +72,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         logger.debug("client left during %s %s", request.method, request.path)
         return web.Response(status=400)
     except Exception as exc:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
-        return web.json_response({"detail": "Internal server error", "error": type(exc).__name__}, status=500)
+        if errors.is_unavailable(exc):  # Postgres is down, restarting or unreachable: not our bug
+            logger.warning("%s %s: 503, a dependency is unavailable: %r", request.method, request.path, exc)
+            return unavailable()
+        # the id ties the answer to the logged traceback; the exception itself is not the client's business
+        error_id = uuid.uuid4().hex
+        logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
+        return web.json_response({"detail": "Internal server error", "error_id": error_id}, status=500)
 
 
 def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
@@ -61,18 +87,27 @@ def _keep_headers(exc: web.HTTPException) -> dict[str, str]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """An API key for every endpoint not marked @public; failures are limited per client address, calls
+    per key (gateway.limits)."""
     route_handler = request.match_info.handler
     if getattr(route_handler, "public", False) or request.match_info.http_exception is not None:
         return await handler(request)
-    api_keys = request.app[keys.SETTINGS].api_key_set()
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key:
+    failures = request.app[keys.AUTH_FAILURES]
+    address = client_address(request)
+    failures.check(address)
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        failures.add(address)
         raise errors.Unauthorized("Missing API key: send 'Authorization: Bearer <key>'")
+    # aiohttp keeps header bytes that are not UTF-8 as surrogates: compare the bytes that were sent
+    given = key.strip().encode("utf-8", "surrogateescape")
     # compare against every key so the time taken does not tell which one nearly matched
     matched = False
-    for candidate in api_keys:
-        matched |= hmac.compare_digest(candidate.encode(), key.strip().encode())
+    for candidate in request.app[keys.API_KEYS]:
+        matched |= hmac.compare_digest(candidate, given)
     if not matched:
+        failures.add(address)
         raise errors.Unauthorized("Invalid API key")
+    settings = request.app[keys.SETTINGS]
+    await limits.take_api_call(request.app[keys.PG_LOSSY_POOL], given, settings.api_rate_per_minute)
     return await handler(request)

@@ -15,12 +15,15 @@ from shared import broker, errors
 from shared.db import outbox, tasks
 from shared.schemas import ScoreTask, TaskCreate
 
+# Postgres' OFFSET takes a bigint; far past any task's visits, and within it
+MAX_OFFSET = 2**31 - 1
+
 
 class ResultQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 async def create_task(request: web.Request) -> web.Response:

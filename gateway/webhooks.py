@@ -6,9 +6,6 @@ is kept encrypted and copied, still encrypted, onto each batch. Neither is ever 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import math
 import secrets
 import uuid
 from typing import Any
@@ -26,23 +23,12 @@ from gateway.conversions import (
     rules,
     status_objects,
 )
-from gateway.middlewares import public
+from gateway.middlewares import client_address, public
+from gateway.webhook_guard import SECRET_HEADER, secret_digest
 from shared import errors
 from shared.conversions import Checked, check_rows
 from shared.db import batches, webhooks
 from shared.schemas import WebhookConversions, WebhookCreate, WebhookUpdate
-
-SECRET_HEADER = "X-Webhook-Secret"
-
-
-class TooManyRequests(errors.AppError):
-    """Too many requests."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after_s)}  # read by the error middleware
 
 
 class SubmitQuery(BaseModel):
@@ -65,7 +51,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     token_enc = request.app[keys.CIPHER].encrypt(body.token)
     pool = request.app[keys.PG_POOL]
     await webhooks.insert(
-        pool, webhook_id, body.name, body.description, body.counter_id, token_enc, _digest(secret)
+        pool, webhook_id, body.name, body.description, body.counter_id, token_enc, secret_digest(secret)
     )
     return web.json_response(
         {"webhook_id": str(webhook_id), "secret": secret, "url": _url(request, webhook_id)}
@@ -81,6 +67,7 @@ async def update_webhook(request: web.Request) -> web.Response:
     webhook_id = _webhook_id(request)
     body = await parse_body(request, WebhookUpdate)
     row = await webhooks.set_active(request.app[keys.PG_POOL], webhook_id, body.is_active)
+    request.app[keys.WEBHOOK_GUARD].forget(webhook_id)
     if row is None:
         raise errors.NotFound("Webhook not found")
     return web.json_response(_webhook(request, row))
@@ -89,21 +76,26 @@ async def update_webhook(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     webhook_id = _webhook_id(request)
     secret = secrets.token_urlsafe(32)
-    if not await webhooks.set_secret(request.app[keys.PG_POOL], webhook_id, _digest(secret)):
+    if not await webhooks.set_secret(request.app[keys.PG_POOL], webhook_id, secret_digest(secret)):
         raise errors.NotFound("Webhook not found")
+    request.app[keys.WEBHOOK_GUARD].forget(webhook_id)
     return web.json_response({"webhook_id": str(webhook_id), "secret": secret})
 
 
 @public
 async def submit(request: web.Request) -> web.Response:
-    """Checks answer in the order 404, 403, 429, then the body's 413/422/400; one round trip does the
-    lookup, the rate count and the store (see gateway.intake), so the body is read first."""
+    """Answers in the order 404, 403, 429, then the body's 408/413/422/400. The path and header are checked
+    before the body is read (gateway.webhook_guard); then one statement per group of concurrent requests
+    checks them again, counts the request against the rate and stores the batch (gateway.intake)."""
     webhook_id = _webhook_id(request)
     given = request.headers.get(SECRET_HEADER, "")
+    guard = request.app[keys.WEBHOOK_GUARD]
+    await guard.admit(webhook_id, given, client_address(request))
     batch_id = uuid.uuid4()
     try:
         partial, checked = await _read_conversions(request)
     except (errors.AppError, web.HTTPException, ValidationError) as exc:
+        # still counted against the rate (a request that passed the checks above), and answered after it
         refusal: Exception | None = exc
         records: list[tuple[Any, ...]] = []
     else:
@@ -111,23 +103,31 @@ async def submit(request: web.Request) -> web.Response:
         records = [row.record(batch_id) for row in checked.valid] + [
             row.record(batch_id) for row in checked.rejected
         ]
-    submission = webhooks.Submission(webhook_id, _digest(given), None if refusal else batch_id, records)
-    webhook = _verify(await request.app[keys.INTAKE].submit(submission), given)
-    if not webhook["is_active"]:
+    submission = webhooks.Submission(webhook_id, secret_digest(given), None if refusal else batch_id, records)
+    answer = await request.app[keys.INTAKE].submit(submission)
+    verdict = answer["verdict"]
+    if verdict == "not_found":  # deleted while the body was read
+        raise errors.NotFound("Webhook not found")
+    if verdict == "forbidden":
+        guard.forget(webhook_id)
+        raise errors.Forbidden("Invalid webhook secret")
+    if verdict == "inactive":
+        guard.forget(webhook_id)
         raise errors.Forbidden("Webhook is deactivated")
-    await _check_rate(request, webhook)
+    if verdict == "limited":
+        raise guard.full(webhook_id, answer["seconds_left"])
     if refusal is not None:
         raise refusal
-    if not webhook["stored"]:  # every check above passed, so the statement stored it
-        raise RuntimeError(f"batch {batch_id} passed every check but was not stored")
-    answer: dict[str, Any] = {
+    if verdict != "stored":  # every check above passed, so the statement stored it
+        raise RuntimeError(f"batch {batch_id} passed every check but was not stored ({verdict})")
+    result: dict[str, Any] = {
         "batch_id": str(batch_id),
         "status": "accepted",
         "accepted_count": len(checked.valid),
     }
     if partial:
-        answer["rejected_count"] = len(checked.rejected)
-    return web.json_response(answer)
+        result["rejected_count"] = len(checked.rejected)
+    return web.json_response(result)
 
 
 async def _read_conversions(request: web.Request) -> tuple[bool, Checked]:
@@ -149,38 +149,14 @@ async def batch_status(request: web.Request) -> web.Response:
     """Readable also while the webhook is deactivated: the sender may still follow its earlier batches."""
     pool = request.app[keys.PG_POOL]
     webhook_id = _webhook_id(request)
-    webhook = _verify(await webhooks.get(pool, webhook_id), request.headers.get(SECRET_HEADER, ""))
+    await request.app[keys.WEBHOOK_GUARD].authenticate(
+        webhook_id, request.headers.get(SECRET_HEADER, ""), client_address(request)
+    )
     query = parse_query(request, StatusQuery)
     row = await batches.status(pool, query.batch_id)
-    if row is None or row["webhook_id"] != webhook["id"]:
+    if row is None or row["webhook_id"] != webhook_id:
         raise errors.NotFound("Batch not found")
     return web.json_response((await status_objects(pool, [row], webhook=True))[0])
-
-
-def _verify(webhook: asyncpg.Record | None, given: str) -> asyncpg.Record:
-    """The webhook, if it exists and `given` is its secret; else 404 or 403."""
-    if webhook is None:
-        raise errors.NotFound("Webhook not found")
-    if not given:
-        raise errors.Forbidden(f"Missing webhook secret: send it in the {SECRET_HEADER} header")
-    # digests have one length whatever was sent, and compare_digest takes the same time wherever they differ
-    if not hmac.compare_digest(_digest(given), bytes(webhook["secret_hash"])):
-        raise errors.Forbidden("Invalid webhook secret")
-    return webhook
-
-
-async def _check_rate(request: web.Request, webhook: asyncpg.Record) -> None:
-    hits = webhook["hits"]
-    if hits == 1:
-        # a new minute for this webhook: a cheap moment to drop everyone's finished windows
-        await webhooks.prune_rate(request.app[keys.PG_LOSSY_POOL])
-    limit = request.app[keys.SETTINGS].webhook_rate_per_minute
-    if hits is not None and hits > limit:
-        retry_after = max(1, math.ceil(webhook["seconds_left"]))
-        raise TooManyRequests(
-            f"Rate limit exceeded: at most {limit} requests per minute per webhook; retry in {retry_after} s",
-            retry_after,
-        )
 
 
 def _webhook_id(request: web.Request) -> uuid.UUID:
@@ -188,10 +164,6 @@ def _webhook_id(request: web.Request) -> uuid.UUID:
         return uuid.UUID(request.match_info["webhook_id"])
     except ValueError:
         raise errors.NotFound("Webhook not found") from None
-
-
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).digest()
 
 
 def _url(request: web.Request, webhook_id: uuid.UUID) -> str:

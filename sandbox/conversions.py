@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Mapping
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from sandbox.clock import sandbox_now
 from sandbox.config import SandboxConfig
@@ -83,8 +84,12 @@ async def _read_file(request: web.Request, limit: int) -> bytes:
                         400, "invalid_uploading", f"The file is larger than 1 GB (limit {limit} bytes)"
                     )
             return bytes(data)
+    # aiohttp's multipart reader: ValueError/AssertionError for a broken structure, BadHttpMessage (an
+    # HttpProcessingError) for a broken part header
     except (ValueError, AssertionError) as exc:
         raise ApiError(400, "invalid_parameter", f"Malformed multipart body: {exc}") from None
+    except HttpProcessingError as exc:
+        raise ApiError(400, "invalid_parameter", f"Malformed multipart body: {exc.message}") from None
     raise ApiError(400, "missing_parameter", "Required multipart part 'file' is missing")
 
 

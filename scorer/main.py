@@ -33,6 +33,7 @@ def logs_api_settings(settings: Settings) -> pipeline.LogsApiSettings:
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
+    settings.require_production_secrets()
     models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)

@@ -41,6 +41,7 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
+            "METRIKA_SCORE_ENV": "development",
             "API_KEYS": API_KEY,
             "PORT": str(self.gateway_port),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.gateway_port}",

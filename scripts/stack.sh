@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 RUN=.run
 PY=${PY:-.venv/bin/python}
 
+# a development stack: the services start without TOKEN_ENCRYPTION_KEY (a published development key)
+export METRIKA_SCORE_ENV=${METRIKA_SCORE_ENV:-development}
 export API_KEYS=${API_KEYS:-dev-key}
 export METRIKA_API_URL=${METRIKA_API_URL:-http://127.0.0.1:8081}
 export METRIKA_TOKEN=${METRIKA_TOKEN:-sandbox-token}

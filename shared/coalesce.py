@@ -24,7 +24,9 @@ class Coalescer(Generic[T, R]):
 
     `run` gets up to `max_items` items and returns one result per item, in order. If a group fails, each
     of its items is run once more on its own, so one bad item fails only its own caller; `run` must
-    therefore be safe to repeat after a failure (one statement, or one transaction, per group).
+    therefore be safe to repeat after a failure (one statement, or one transaction, per group). A failure
+    for which `retry_alone(exc)` is false (say, the database is down) fails every caller of the group at
+    once instead.
     """
 
     def __init__(
@@ -33,8 +35,10 @@ class Coalescer(Generic[T, R]):
         *,
         max_items: int = 64,
         concurrency: int = 1,
+        retry_alone: Callable[[BaseException], bool] = lambda exc: True,
     ) -> None:
         self._run = run
+        self._retry_alone = retry_alone
         self._max_items = max_items
         self._concurrency = concurrency
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -68,8 +72,9 @@ class Coalescer(Generic[T, R]):
         try:
             results = await self._run([item for item, _ in group])
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0][1], exc=exc)
+            if len(group) == 1 or not self._retry_alone(exc):
+                for _, future in group:
+                    _settle(future, exc=exc)
                 return
             logger.warning("a group of %s failed (%r); running each on its own", len(group), exc)
             for item, future in group:

@@ -7,11 +7,12 @@ A row is a JSON object with:
   A time without a zone is in the counter's time zone (setting `counter_timezone`, Europe/Moscow by
   default). It may not be in the future (60 s of clock skew allowed) nor older than `max_age`: Metrika
   links a conversion only to a recent visit, so an old one would never be attributed.
-- at least one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or JSON integers
-  (kept as their exact decimal text; a fraction or exponent cannot carry an exact id and is refused).
-  With several, the first of client_id, user_id, yclid is used; every one sent must still be valid.
-- `price` (optional): a non-negative finite number. `currency` (optional): an active ISO 4217 code,
-  case-insensitive. `purchase_id` (optional): 1..255 characters.
+- at least one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or non-negative
+  JSON integers (kept as their exact decimal text, within the same length; a fraction or exponent cannot
+  carry an exact id and is refused). With several, the first of client_id, user_id, yclid is used; every
+  one sent must still be valid.
+- `price` (optional): a number from 0 to MAX_PRICE (10^12). `currency` (optional): an active ISO 4217
+  code, case-insensitive. `purchase_id` (optional): 1..255 characters (or a non-negative JSON integer).
 
 `null` or an empty string means "not given" for the optional fields and the identifiers. Other fields are
 ignored. Every field parser raises ValueError with the reason, so pydantic validators can reuse them.
@@ -40,6 +41,8 @@ ID_FIELDS: tuple[tuple[str, IdType], ...] = (
 )
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 255
+# far above any real purchase, far below what numeric arithmetic and Metrika's CSV would choke on
+MAX_PRICE = 10**12
 CLOCK_SKEW = dt.timedelta(seconds=60)
 DEFAULT_MAX_AGE_DAYS = 90
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -47,6 +50,8 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # either of the above
 # fromisoformat also reads a bare date as midnight; a conversion needs its time of day
 _HAS_TIME = re.compile(r"^\d{4}-?\d{2}-?\d{2}[T ]\d", re.IGNORECASE)
+# the characters of an ISO 8601 date and time; fromisoformat stops reading at a NUL and accepted the rest
+_ISO_CHARS = re.compile(r"[0-9Tt :.,+\-Zz]+")
 
 
 @dataclass(frozen=True)
@@ -183,9 +188,9 @@ def _usual_row(raw: dict[str, Any], rules: Rules) -> tuple[Any, ...] | None:
         return None
     price = get("price")
     if price is not None:
-        if type(price) is float and 0 <= price < math.inf:
+        if type(price) is float and 0 <= price <= MAX_PRICE:
             price = Decimal(repr(price))  # as parse_price reads a float
-        elif type(price) is int and price >= 0:
+        elif type(price) is int and 0 <= price <= MAX_PRICE:
             price = Decimal(price)
         else:
             return None
@@ -273,7 +278,7 @@ def parse_date_time(value: Any, rules: Rules) -> dt.datetime:
         raise ValueError("must be an ISO 8601 string, e.g. 2025-07-01T12:34:56")
     text = value.strip()
     try:
-        if len(text) > 64 or not _HAS_TIME.match(text):
+        if len(text) > 64 or not _HAS_TIME.match(text) or not _ISO_CHARS.fullmatch(text):
             raise ValueError
         parsed = dt.datetime.fromisoformat(text)
         if parsed.tzinfo is None:
@@ -304,6 +309,8 @@ def parse_price(value: Any) -> Decimal:
         raise ValueError("must be a finite number")
     if price < 0:
         raise ValueError("must not be negative")
+    if price > MAX_PRICE:
+        raise ValueError(f"must not exceed {MAX_PRICE} (10^12)")
     return price
 
 
@@ -321,12 +328,17 @@ def _text(value: Any, max_chars: int, *, required: bool = False) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ValueError("is required" if required else "must not be empty")
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)  # a JSON integer is exact at any size: keep its digits
-    if isinstance(value, float | Decimal):
+        if value < 0:
+            raise ValueError("must not be negative")
+        if value.bit_length() > 4 * max_chars:  # more digits than max_chars (str() of a huge int is slow)
+            raise ValueError(f"is longer than {max_chars} characters")
+        text = str(value)  # a JSON integer is exact at any size: keep its digits, under the same limit
+    elif isinstance(value, float | Decimal):
         raise ValueError("must be a string (a number with a fraction or exponent cannot carry an exact id)")
-    if not isinstance(value, str):
+    elif not isinstance(value, str):
         raise ValueError("must be a string")
-    text = value.strip()
+    else:
+        text = value.strip()
     if len(text) > max_chars:
         raise ValueError(f"is longer than {max_chars} characters")
     if _CONTROL.search(text):

@@ -19,7 +19,19 @@ from pydantic import (
 
 from shared import conversions
 
-Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
+
+
+def _token_text(value: str) -> str:
+    # a token goes into an Authorization header: CR, LF or NUL would only fail later, at Metrika's door
+    if not _TOKEN_CHARS.fullmatch(value):
+        raise ValueError("must be printable ASCII without spaces or control characters")
+    return value
+
+
+Token = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512), AfterValidator(_token_text)
+]
 CounterId = Annotated[int, Field(gt=0, lt=2**32)]
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 YANDEX_API_URL = "https://api-metrika.yandex.net"
+# TOKEN_ENCRYPTION_KEY of a development stack that sets none (published here, so never for real tokens)
+DEVELOPMENT_TOKEN_KEY = "dev-only-change-me"
 
 
 class Settings(BaseSettings):
@@ -21,6 +24,9 @@ class Settings(BaseSettings):
     port: int = 8000
     host: str = "127.0.0.1"
     public_base_url: str = "http://127.0.0.1:8000"
+    # "development" (make up, make demo, the tests) lets a service start without TOKEN_ENCRYPTION_KEY and
+    # API_KEYS; anything else is production, where every service refuses to start without them
+    metrika_score_env: Literal["production", "development"] = "production"
 
     # fallbacks for requests that do not carry their own token / counter
     metrika_token: SecretStr | None = None
@@ -28,8 +34,13 @@ class Settings(BaseSettings):
 
     # comma-separated keys accepted in `Authorization: Bearer <key>`; none configured = every call refused
     api_keys: str = ""
-    # encrypts the Metrika OAuth tokens at rest; any string, stretched into a Fernet key
-    token_encryption_key: SecretStr = SecretStr("dev-only-change-me")
+    # encrypts the Metrika OAuth tokens at rest (shared/crypto.py): comma-separated keys, the first
+    # encrypts, all decrypt; each a Fernet key or any other string, stretched with scrypt
+    token_encryption_key: SecretStr = SecretStr("")
+    # management calls per API key in any 60 s, counted in Postgres so every gateway replica shares it
+    api_rate_per_minute: int = 600
+    # a request body must arrive within this long (a body sent slowly holds a connection and memory)
+    body_read_timeout_s: float = 30.0
 
     # broker: every queue and exchange name starts with this, so tests and stacks can share a broker
     queue_prefix: str = "metrika"
@@ -93,6 +104,28 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}: use an IANA name like Europe/Moscow") from exc
         return value
+
+    @model_validator(mode="after")
+    def _development_key(self) -> Settings:
+        if self.metrika_score_env == "development" and not self.token_encryption_key.get_secret_value():
+            self.token_encryption_key = SecretStr(DEVELOPMENT_TOKEN_KEY)
+        return self
+
+    def require_production_secrets(self, *names: str) -> None:
+        """Outside development, refuse to start (SystemExit, a one-line message) unless the secrets are
+        set: by default TOKEN_ENCRYPTION_KEY and API_KEYS, or the `names` given."""
+        if self.metrika_score_env == "development":
+            return
+        values = {
+            "TOKEN_ENCRYPTION_KEY": self.token_encryption_key.get_secret_value().replace(",", "").strip(),
+            "API_KEYS": ",".join(self.api_key_set()),
+        }
+        missing = [name for name in names or values if not values[name]]
+        if missing:
+            raise SystemExit(
+                f"error: {' and '.join(missing)} must be set outside development"
+                " (METRIKA_SCORE_ENV=development runs a development stack without them)"
+            )
 
     def counter_zone(self) -> ZoneInfo:
         return ZoneInfo(self.counter_timezone)

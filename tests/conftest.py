@@ -136,6 +136,7 @@ def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path
         metrika_api_url=str(sandbox.make_url("")).rstrip("/"),
         api_keys=API_KEY,
         token_encryption_key="test-encryption-key",
+        metrika_score_env="development",
         queue_prefix=queue_prefix,
         outbox_interval_s=0.2,
         work_dir=str(tmp_path / "work"),

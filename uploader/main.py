@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
+    settings.require_production_secrets()
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     # each batch being uploaded holds a connection for its lock and borrows another for its queries;

@@ -1,4 +1,4 @@
-"""Queries of the webhooks and webhook_rate tables."""
+"""Queries of the webhooks table, and the webhook submission statement."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from shared.db import Executor
+from shared.db import Executor, rates
 from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json, records_json
 
 INSERT = """
@@ -24,14 +24,22 @@ SET_ACTIVE = f"""
 UPDATE webhooks SET is_active = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}
 """
 SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING id"
+# What a submission's path and header are checked against before its body is read (gateway.webhook_guard)
+AUTH = "SELECT secret_hash, is_active FROM webhooks WHERE id = $1"
 # Webhook submissions, a whole group of concurrent requests in ONE statement (one round trip, one
-# commit): each request's webhook; the request counted in a fixed one-minute window (atomic across
-# gateway replicas); and, for the requests that carry a batch and pass every check (right secret, active
-# webhook, within `$3` requests this minute), the batch with the webhook's counter and token, its rows
-# and one outbox message naming the stored batches. Only a request with the right secret to an active
-# webhook is counted, so nobody without the secret can use up a webhook's quota. Requests to one webhook
-# in one group get consecutive hit numbers. The caller repeats every check to choose its answer.
+# commit): each request's webhook; the requests with the right secret to an active webhook counted against
+# `$3` requests in any 60 s (shared/db/rates.py, atomic across gateway replicas), in arrival order; and,
+# for the counted requests that carry a batch, the batch with the webhook's counter and token, its rows and
+# one outbox message naming the stored batches. Only a request with the right secret is counted, so nobody
+# without the secret can use up a webhook's quota; a refused one is not counted either. Each request's
+# `verdict`: not_found, forbidden (wrong secret), inactive, limited, stored, or counted (within the limit
+# but carrying no batch: its body was refused).
 # $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows.
+_COUNT = rates.take_sql(
+    "(SELECT webhook_id::text AS subject, count(*)::int AS wanted FROM ok"
+    " GROUP BY webhook_id ORDER BY webhook_id) AS wanted",
+    "$3",
+)
 SUBMIT = f"""
 WITH req AS (
     SELECT x.ord, (x.q->>0)::uuid AS webhook_id, decode(x.q->>1, 'base64') AS digest,
@@ -42,19 +50,13 @@ WITH req AS (
 ), ok AS (
     SELECT req.* FROM req JOIN hook ON hook.id = req.webhook_id
     WHERE hook.is_active AND hook.secret_hash = req.digest
-), counted AS (
-    INSERT INTO webhook_rate (webhook_id, window_start, hits)
-    SELECT webhook_id, date_trunc('minute', now()), count(*) FROM ok GROUP BY webhook_id ORDER BY webhook_id
-    ON CONFLICT (webhook_id, window_start) DO UPDATE SET hits = webhook_rate.hits + EXCLUDED.hits
-    RETURNING webhook_id, hits,
-              EXTRACT(EPOCH FROM (window_start + interval '1 minute' - now()))::float AS seconds_left
+), counted AS ({_COUNT}
 ), ranked AS (
     SELECT ok.ord, ok.webhook_id, ok.batch_id, counted.seconds_left,
-           counted.hits - count(*) OVER w + row_number() OVER (w ORDER BY ok.ord) AS hits
-    FROM ok JOIN counted USING (webhook_id)
-    WINDOW w AS (PARTITION BY ok.webhook_id)
+           row_number() OVER (PARTITION BY ok.webhook_id ORDER BY ok.ord) <= counted.granted AS within
+    FROM ok JOIN counted ON counted.subject = ok.webhook_id::text
 ), allowed AS (
-    SELECT * FROM ranked WHERE batch_id IS NOT NULL AND hits <= $3
+    SELECT * FROM ranked WHERE within AND batch_id IS NOT NULL
 ), new_batches AS (
     INSERT INTO batches (id, source, webhook_id, counter_id, token_enc, status)
     SELECT allowed.batch_id, 'webhook', hook.id, hook.counter_id, hook.token_enc, 'accepted'
@@ -67,8 +69,14 @@ WITH req AS (
     HAVING count(*) > 0
     RETURNING id, body
 )
-SELECT hook.*, ranked.hits, ranked.seconds_left, allowed.ord IS NOT NULL AS stored,
-       hook.id IS NOT NULL AS found, message.id AS outbox_id, message.body AS message
+SELECT CASE WHEN hook.id IS NULL THEN 'not_found'
+            WHEN hook.secret_hash <> req.digest THEN 'forbidden'
+            WHEN NOT hook.is_active THEN 'inactive'
+            WHEN NOT ranked.within THEN 'limited'
+            WHEN allowed.ord IS NOT NULL THEN 'stored'
+            ELSE 'counted'
+       END AS verdict,
+       ranked.seconds_left, message.id AS outbox_id, message.body AS message
 FROM req
 LEFT JOIN hook ON hook.id = req.webhook_id
 LEFT JOIN ranked ON ranked.ord = req.ord
@@ -76,7 +84,6 @@ LEFT JOIN allowed ON allowed.ord = req.ord
 LEFT JOIN message ON true
 ORDER BY req.ord
 """
-PRUNE_RATE = "DELETE FROM webhook_rate WHERE window_start < now() - interval '5 minutes'"
 
 
 async def insert(
@@ -119,14 +126,14 @@ class Submission(NamedTuple):
 async def submit(
     db: Executor, group: Sequence[Submission], rate_per_minute: int, routing_key: str
 ) -> list[asyncpg.Record]:
-    """Per submission, in order: the webhook's columns (all None, and `found` false, if unknown), `hits`
-    this minute and `seconds_left` in it (None when not counted), `stored`, and the group's `outbox_id`
-    and `message` (None when nothing was stored)."""
+    """Per submission, in order: its `verdict` (see SUBMIT), `seconds_left` until its webhook frees a slot
+    (when limited), and the group's `outbox_id` and `message` (None when nothing was stored)."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
     rows = await db.fetch(SUBMIT, as_json(requests), records_json(records), rate_per_minute, routing_key)
     return list(rows)
 
 
-async def prune_rate(db: Executor) -> None:
-    await db.execute(PRUNE_RATE)
+async def auth(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
+    """The webhook's `secret_hash` and `is_active`, None if it does not exist."""
+    return await db.fetchrow(AUTH, webhook_id)

@@ -497,6 +497,27 @@ async def test_request_level_errors(start: Start, http: aiohttp.ClientSession):
     assert len(server.app[CONVERSIONS].lines) == 1
 
 
+async def test_a_broken_multipart_body_is_400_like_yandex(start: Start, http: aiohttp.ClientSession):
+    server = await start()
+    url = api(server, "/offline_conversions/upload")
+    part = b'--abc\r\nContent-Disposition: form-data; name="file"\r\n'
+    for body in (
+        part + b"Bad Header\r\n\r\nx\r\n--abc--\r\n",  # a part header line without a colon
+        b"--abc\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nbad\r\n--abc--\r\n",
+        b"no boundary anywhere",
+    ):
+        status, payload = await call(
+            http,
+            "POST",
+            url,
+            params={"client_id_type": "CLIENT_ID"},
+            data=body,
+            headers={**AUTH, "Content-Type": "multipart/form-data; boundary=abc"},
+        )
+        assert_error(status, payload, 400, "invalid_parameter", "Malformed multipart body")
+    assert server.app[CONVERSIONS].lines == []
+
+
 # --- uploading lookups ----------------------------------------------------------------------------------
 
 
