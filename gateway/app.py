@@ -10,12 +10,14 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.bodies import MAX_BODY_BYTES
+from gateway.dead_letters import RECORDER_GRACE_S, DeadLetterRecorder
 from gateway.intake import Intake
 from gateway.limits import AuthFailures
 from gateway.middlewares import auth_middleware, error_middleware
 from gateway.routes import setup_routes
 from gateway.webhook_guard import WebhookGuard
 from shared import broker, db
+from shared.consumer import RetryPolicy
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
@@ -48,21 +50,21 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def relay_context(app: web.Application) -> AsyncIterator[None]:
+    """The gateway's broker side: the outbox relay, and the recorder of dead letters."""
     settings = app[keys.SETTINGS]
-    relay = OutboxRelay(
-        app[keys.PG_LOSSY_POOL],
-        settings.amqp_url,
-        broker.Topology(settings.queue_prefix),
-        settings.outbox_interval_s,
-    )
+    topology = broker.Topology(settings.queue_prefix)
+    relay = OutboxRelay(app[keys.PG_LOSSY_POOL], settings.amqp_url, topology, settings.outbox_interval_s)
     app[keys.RELAY] = relay
     await relay.try_connect()
+    recorder = DeadLetterRecorder(
+        app[keys.PG_POOL], settings.amqp_url, topology, RetryPolicy.from_settings(settings)
+    )
     stop = asyncio.Event()
-    task = asyncio.create_task(relay.run(stop))
+    tasks = [asyncio.create_task(relay.run(stop)), asyncio.create_task(recorder.run(stop))]
     yield
     stop.set()
     with suppress(asyncio.CancelledError, TimeoutError):
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=RECORDER_GRACE_S + 5)
     await relay.close()
 
 

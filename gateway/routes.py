@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import conversions, health, retries, tasks, webhooks
+from gateway import conversions, dead_letters, health, retries, tasks, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -17,6 +17,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/conversions/single", conversions.create_single)
     app.router.add_get("/conversions/{upload_id}/status", conversions.upload_status)
     app.router.add_post("/conversions/{upload_id}/retry", retries.retry_upload)
+    app.router.add_get("/dead-letters", dead_letters.list_dead_letters)
+    app.router.add_post("/dead-letters/{id}/replay", dead_letters.replay_dead_letter)
     app.router.add_post("/webhook/offline-conversions", webhooks.create_webhook)
     app.router.add_get("/webhook/offline-conversions", webhooks.list_webhooks)
     # submit first: the hottest route is the first one tried for its path (and shares it with PATCH)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -89,23 +89,23 @@ async def run_consumer(
         await handler(schema.model_validate_json(message.body))
 
     dead = _DeadLetters(dead_exchange, dead_routing_key)
-    loop = _Loop(channel, [queue_name], handle, stop, dead, retry or RetryPolicy(), prefetch, grace_s)
+    loop = _Loop(channel, {queue_name: handle}, stop, dead, retry or RetryPolicy(), prefetch, grace_s)
     await loop.run()
 
 
 async def run_sink(
     channel: AbstractChannel,
-    queue_names: Iterable[str],
-    handler: MessageHandler,
+    handlers: Mapping[str, MessageHandler],
     stop: asyncio.Event,
     *,
     prefetch: int,
     grace_s: float = 30.0,
     retry: RetryPolicy | None = None,
 ) -> None:
-    """Consume queues whose messages have nowhere further to go (the dead-letter queues): the handler
-    gets the raw message, and whatever it raises is retried with backoff, never dead-lettered."""
-    loop = _Loop(channel, list(queue_names), handler, stop, None, retry or RetryPolicy(), prefetch, grace_s)
+    """Consume queues whose messages have nowhere further to go (the dead-letter queues), each with its
+    handler (queue name -> handler of the raw message); whatever a handler raises is retried with
+    backoff, never dead-lettered."""
+    loop = _Loop(channel, dict(handlers), stop, None, retry or RetryPolicy(), prefetch, grace_s)
     await loop.run()
 
 
@@ -150,8 +150,7 @@ class _Loop:
     def __init__(
         self,
         channel: AbstractChannel,
-        queue_names: list[str],
-        handle: MessageHandler,
+        handlers: dict[str, MessageHandler],
         stop: asyncio.Event,
         dead: _DeadLetters | None,
         retry: RetryPolicy,
@@ -159,8 +158,7 @@ class _Loop:
         grace_s: float,
     ) -> None:
         self._channel = channel
-        self._queue_names = queue_names
-        self._handle = handle
+        self._handlers = handlers
         self._stop = stop
         self._dead = dead
         self._retry = retry
@@ -172,7 +170,7 @@ class _Loop:
 
     async def run(self) -> None:
         await self._channel.set_qos(prefetch_count=self._prefetch)
-        intake = {asyncio.create_task(self._consume(name)) for name in self._queue_names}
+        intake = {asyncio.create_task(self._consume(name)) for name in self._handlers}
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait({*intake, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -220,7 +218,7 @@ class _Loop:
                 await _bounded(message.nack(requeue=True), "requeue a message")
                 return
             try:
-                await self._handle(message)
+                await self._handlers[queue_name](message)
             except Exception as exc:
                 await self._failed(message, exc, queue_name)
             else:

@@ -1,5 +1,5 @@
-"""Broker faults for tests: close a client's connection from RabbitMQ's side, as a broker restart or
-a network cut looks to the client, without touching anyone else's connections."""
+"""Faults for tests, without touching anyone else's connections: close a client's connection from
+RabbitMQ's side (as a broker restart looks to it), or cut a server off behind a proxy."""
 
 from __future__ import annotations
 
@@ -26,24 +26,21 @@ async def _rabbitmqctl(*args: str) -> str:
     return out.decode()
 
 
-class BrokerProxy:
-    """A TCP proxy in front of RabbitMQ for one test's clients: `cut()` drops every connection through
-    it and refuses new ones (the broker is down, as far as they can tell), `restore()` lets them back."""
+class TcpProxy:
+    """A TCP proxy in front of RabbitMQ or Postgres for one test's clients: `cut()` drops every
+    connection through it and refuses new ones (the server is down, as far as they can tell),
+    `restore()` lets them back, on the same port."""
 
-    def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5672) -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
         self._target = (target_host, target_port)
         self._server: asyncio.Server | None = None
-        self._port = 0
+        self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self._port}/"
 
     async def restore(self) -> None:
         """Accept connections (again, on the same port)."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self._port)
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def cut(self) -> None:
         server, self._server = self._server, None

@@ -12,7 +12,7 @@ from shared import broker
 from shared.db import outbox
 from shared.relay import OutboxRelay
 from tests.conftest import AMQP_URL, API_KEY, outbox_drained, override, wait_for
-from tests.shared.faults import BrokerProxy, close_broker_connection
+from tests.shared.faults import TcpProxy, close_broker_connection
 
 YESTERDAY = (dt.date.today() - dt.timedelta(days=1)).isoformat()
 TASKS_BODY = {"task_id": "7b6c3c3e-8a0b-4c55-9e43-1f2c1c0f8a11"}
@@ -46,7 +46,7 @@ async def _mark_blocked(pool: asyncpg.Pool) -> bool:
 
 @pytest.fixture
 async def proxy():
-    proxy = BrokerProxy()
+    proxy = TcpProxy(5672)
     await proxy.restore()
     yield proxy
     await proxy.cut()
@@ -116,7 +116,9 @@ async def test_close_right_after_a_publish_marks_it(settings, pool):
 async def test_health_tells_the_broker_is_down_and_the_relay_comes_back(
     settings, aiohttp_client, pool, proxy
 ):
-    app = create_app(override(settings, amqp_url=proxy.url, outbox_interval_s=0.1))
+    app = create_app(
+        override(settings, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/", outbox_interval_s=0.1)
+    )
     client = await aiohttp_client(app, headers={"Authorization": f"Bearer {API_KEY}"})
 
     async def broker_connected() -> bool:
