@@ -12,6 +12,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/tasks", tasks.create_task)
     app.router.add_get("/tasks/{task_id}/status", tasks.task_status)
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)
+    app.router.add_post("/tasks/{task_id}/retry", tasks.retry_task)
     app.router.add_get("/tasks/{task_id}/conversions", conversions.task_conversions)
     app.router.add_post("/conversions/bulk", conversions.create_bulk)
     app.router.add_post("/conversions/single", conversions.create_single)

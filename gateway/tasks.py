@@ -1,4 +1,4 @@
-"""Scoring task endpoints: create, status, result."""
+"""Scoring task endpoints: create, status, result, retry."""
 
 from __future__ import annotations
 
@@ -46,6 +46,22 @@ async def create_task(request: web.Request) -> web.Response:
     return web.json_response({"task_id": str(task_id)})
 
 
+async def retry_task(request: web.Request) -> web.Response:
+    """A failed task runs again from the start: back to pending, and its message sent (through the outbox,
+    in the same transaction, as for a new task)."""
+    task = await load_task(request)
+    if task["status"] != "failed":
+        raise errors.Conflict(f"Only a failed task can be retried; this one is {task['status']}")
+    pool = request.app[keys.PG_POOL]
+    message = ScoreTask(task_id=task["id"]).model_dump(mode="json")
+    async with pool.acquire() as conn, conn.transaction():
+        if not await tasks.reset_failed(conn, task["id"]):
+            raise errors.Conflict("Only a failed task can be retried; this one was retried meanwhile")
+        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message)
+    return web.json_response({"task_id": str(task["id"]), "status": "pending"}, status=202)
+
+
 async def task_status(request: web.Request) -> web.Response:
     task = await load_task(request)
     return web.json_response(
@@ -58,6 +74,10 @@ async def task_status(request: web.Request) -> web.Response:
             "error": task["error"],
             "total_visits": task["total_visits"],
             "model_version": task["model_version"],
+            # a transient Metrika failure: the task waits, pending, for its next attempt
+            "next_attempt_at": _iso(task["next_attempt_at"]),
+            "attempts": task["attempts"],
+            "last_error": task["last_error"],
         }
     )
 

@@ -6,42 +6,48 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pandas as pd
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from scorer import model, pipeline
-from scorer.logs_api import LogsApiError
 from scorer.progress import Progress
-from shared.settings import YANDEX_API_URL
+from shared import crypto
+from shared.metrika import MetrikaError
+from shared.settings import Settings
 
 SEED_FIELDS = ("visitId", "clientId", "dateTime", "visitDuration")
 
 
-def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    """Flags over the environment (METRIKA_TOKEN, METRIKA_COUNTER, METRIKA_API_URL, MODELS_DIR, as the
+    services read it, through Settings)."""
+    token = settings.metrika_token.get_secret_value() if settings.metrika_token else None
     parser = argparse.ArgumentParser(prog="metrika-score")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("rekey", help="re-encrypt every stored Metrika token under the first TOKEN_ENCRYPTION_KEY")
     score = sub.add_parser("score", help="find the level-4+ visits of one day")
     score.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD, a past day")
-    score.add_argument("--token", default=os.environ.get("METRIKA_TOKEN"), help="OAuth token (or env)")
+    score.add_argument("--token", default=token, help="OAuth token (or METRIKA_TOKEN)")
     score.add_argument(
-        "--counter", type=int, default=_env_int("METRIKA_COUNTER"), help="counter id (or METRIKA_COUNTER)"
+        "--counter", type=int, default=settings.metrika_counter, help="counter id (or METRIKA_COUNTER)"
     )
     score.add_argument("--logs-dir", type=Path, help="score downloaded TSV files instead")
     score.add_argument("--out", type=Path, help="output file (default level4_visits_<DATE>.json)")
-    score.add_argument("--models-dir", type=Path, default=None, help="model artifacts dir")
-    score.add_argument("--api-url", default=os.environ.get("METRIKA_API_URL", YANDEX_API_URL))
+    score.add_argument(
+        "--models-dir",
+        type=Path,
+        default=settings.models_dir or None,
+        help="model artifacts dir (or MODELS_DIR)",
+    )
+    score.add_argument("--api-url", default=settings.metrika_api_url, help="(or METRIKA_API_URL)")
     return parser.parse_args(argv)
-
-
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else None
 
 
 class _Bar:
@@ -53,16 +59,17 @@ class _Bar:
         self.bar.update(percent - self.bar.n)
 
 
-async def _score(args: argparse.Namespace, models: model.Models) -> pd.DataFrame:
+async def _score(args: argparse.Namespace, settings: Settings, models: model.Models) -> pd.DataFrame:
     bar = _Bar()
     try:
         if args.logs_dir is not None:
             outcome = await pipeline.score_files(args.logs_dir, models, None, Progress(bar.report))
         else:
-            api = pipeline.LogsApiSettings(base_url=args.api_url)
+            settings = settings.model_copy(update={"metrika_api_url": args.api_url})
+            dest = Path(tempfile.mkdtemp(prefix=f"{args.counter}-{args.date}-", dir=Path.cwd()))
             async with aiohttp.ClientSession() as session:
                 outcome = await pipeline.run(
-                    session, api, args.token, args.counter, args.date, models, Path.cwd(), bar.report
+                    session, settings, args.token, args.counter, args.date, models, dest, bar.report
                 )
         await bar.report(100, f"{len(outcome.visits)} of {outcome.total_visits}")
         return outcome.visits
@@ -71,7 +78,15 @@ async def _score(args: argparse.Namespace, models: model.Models) -> pd.DataFrame
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"error: bad environment: {problems}", file=sys.stderr)
+        return 2
+    args = _parse_args(argv, settings)
+    if args.command == "rekey":
+        return crypto.run_rekey(settings)
     if args.logs_dir is None:
         if not args.token:
             print("error: token is required (--token or METRIKA_TOKEN)", file=sys.stderr)
@@ -84,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         models = model.load_models(args.models_dir)
-        visits = asyncio.run(_score(args, models))
-    except (LogsApiError, model.ModelMismatch, OSError, ValueError) as exc:
+        visits = asyncio.run(_score(args, settings, models))
+    except (MetrikaError, model.ModelMismatch, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     out = args.out or Path(f"level4_visits_{args.date.isoformat()}.json")

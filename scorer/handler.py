@@ -1,24 +1,37 @@
-"""handle_score_task: one message on the score_tasks queue -> one task scored and stored."""
+"""handle_score_task: one message on the score_tasks queue -> one task scored and stored, retried later in
+Postgres when Metrika is away for now."""
 
 from __future__ import annotations
 
-import datetime as dt
+import asyncio
+import contextlib
 import logging
+import uuid
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
+import numpy as np
+import pandas as pd
 
 from scorer import pipeline
-from scorer.logs_api import LogsApiError
+from scorer.logs_api import LogsApiClient
 from scorer.model import Models
+from shared import metrika
 from shared.crypto import TokenCipher
 from shared.db import locks, tasks
+from shared.metrika import MetrikaError
 from shared.schemas import ScoreTask
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# a duplicate message waits this long for the task's lock before it is dropped
+LOCK_TRIES, LOCK_PAUSE_S = 6, 0.5
 
 
 @dataclass(frozen=True)
@@ -27,91 +40,185 @@ class Deps:
     session: aiohttp.ClientSession
     cipher: TokenCipher
     models: Models
-    api: pipeline.LogsApiSettings
-    work_dir: Path
+    settings: Settings
     executor: Executor | None
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.settings.work_dir)
+
+    def task_dir(self, task_id: uuid.UUID) -> Path:
+        """Where a task's parts go: one directory per task, so the next run (or the sweeper) knows whose
+        leftovers it removes."""
+        return self.work_dir / str(task_id)
+
+    def client(self, token_enc: bytes, counter: int) -> LogsApiClient:
+        return LogsApiClient(self.session, self.settings, self.cipher.decrypt(token_enc), counter)
+
+
+class TaskLedger:
+    """Records a task's Logs API requests in Postgres (scorer.logs_api.Ledger)."""
+
+    def __init__(self, pool: asyncpg.Pool, task_id: uuid.UUID, counter: int) -> None:
+        self.pool, self.task_id, self.counter = pool, task_id, counter
+
+    async def created(self, request_id: str, source: str) -> None:
+        await tasks.add_log_request(self.pool, self.counter, request_id, self.task_id, source)
+
+    async def released(self, request_id: str) -> None:
+        await tasks.release_log_request(self.pool, self.counter, request_id)
 
 
 async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
-    async with locks.hold(deps.pool, body.task_id) as locked:
-        if not locked:
-            logger.info("task %s is being scored elsewhere; dropping this duplicate message", body.task_id)
-            return
-        await _score(body, deps)
+    # the task's lock: held by the scorer running it, or for a moment by a sweeper cleaning up after it
+    for _ in range(LOCK_TRIES):
+        async with locks.hold(deps.pool, body.task_id) as locked:
+            if locked:
+                await _score(body.task_id, deps)
+                return
+        await asyncio.sleep(LOCK_PAUSE_S)
+    logger.info("task %s is being scored elsewhere; dropping this duplicate message", body.task_id)
 
 
-async def _score(body: ScoreTask, deps: Deps) -> None:
-    task = await tasks.claim(deps.pool, body.task_id)
+async def release_leftovers(deps: Deps, task_id: uuid.UUID, token_enc: bytes) -> int:
+    """Cancel or clean the Logs API requests an earlier run of the task left behind (it crashed, or Yandex
+    was away when it tried); the caller holds the task's lock. Returns how many are still left."""
+    left = 0
+    for row in await tasks.unreleased_log_requests(deps.pool, task_id):
+        if await deps.client(token_enc, row["counter"]).release(row["request_id"]):
+            await tasks.release_log_request(deps.pool, row["counter"], row["request_id"])
+            logger.info("task %s: released log request %s of an earlier run", task_id, row["request_id"])
+        else:
+            left += 1
+    return left
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(pool: asyncpg.Pool, task_id: uuid.UUID, lease_s: float) -> AsyncIterator[None]:
+    """Renew the task's lease every third of it while the body runs: a scorer that dies stops renewing,
+    and the sweeper re-queues the task once the lease has run out."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                if not await tasks.extend_lease(pool, task_id, lease_s):
+                    logger.warning("task %s: no longer running here, lease not renewed", task_id)
+            except (asyncpg.PostgresError, OSError) as exc:
+                logger.warning("task %s: lease not renewed: %s", task_id, exc)
+
+    beating = asyncio.create_task(beat(), name=f"lease {task_id}")
+    try:
+        yield
+    finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+
+
+async def _score(task_id: uuid.UUID, deps: Deps) -> None:
+    settings = deps.settings
+    task = await tasks.claim(deps.pool, task_id, settings.task_lease_s)
     if task is None:
         # unknown, or finished by an earlier delivery: nothing to do, and nothing to duplicate
-        logger.info("task %s is not pending or running; skipping", body.task_id)
+        logger.info("task %s is not pending or running; skipping", task_id)
         return
     logger.info(
         "task %s: scoring counter %s for %s (attempt %s)",
-        task["id"],
+        task_id,
         task["counter"],
         task["day"],
         task["attempts"],
     )
 
     async def report(percent: int, message: str) -> None:
-        await tasks.set_progress(deps.pool, task["id"], percent, message)
+        await tasks.set_progress(deps.pool, task_id, percent, message)
 
-    try:
-        outcome = await pipeline.run(
-            deps.session,
-            deps.api,
-            deps.cipher.decrypt(task["token_enc"]),
-            task["counter"],
-            task["day"],
-            deps.models,
-            deps.work_dir,
-            report,
-            deps.executor,
-        )
-    except LogsApiError as exc:
-        # Yandex said no (or kept failing past the retry limit): a finished, failed task, not a poison message
-        logger.warning("task %s failed: %s", task["id"], exc)
-        await tasks.fail(deps.pool, task["id"], str(exc), "Logs API error")
-        return
-    except (ValueError, KeyError) as exc:
-        logger.exception("task %s: could not score the downloaded logs", task["id"])
-        await tasks.fail(deps.pool, task["id"], f"could not score the logs: {exc}", "scoring error")
-        return
-
-    await report(90, "store")
-    frame = outcome.visits
-    rows = [
-        (
-            task["id"],
-            seq,
-            visit_id,
-            client_id,
-            dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S"),
-            int(duration),
-            float(score),
-            version,
-        )
-        for seq, (visit_id, client_id, when, duration, score, version) in enumerate(
-            zip(
-                frame["visitId"],
-                frame["clientId"],
-                frame["dateTime"],
-                frame["visitDuration"],
-                frame["score"],
-                frame["model_version"],
-                strict=True,
+    async with heartbeat(deps.pool, task_id, settings.task_lease_s):
+        try:
+            await release_leftovers(deps, task_id, task["token_enc"])
+            outcome = await pipeline.run(
+                deps.session,
+                settings,
+                deps.cipher.decrypt(task["token_enc"]),
+                task["counter"],
+                task["day"],
+                deps.models,
+                deps.task_dir(task_id),
+                report,
+                deps.executor,
+                TaskLedger(deps.pool, task_id, task["counter"]),
             )
-        )
-    ]
-    async with deps.pool.acquire() as conn:
-        stored = await tasks.store_result(
-            conn, task["id"], rows, total_visits=outcome.total_visits, model_version=deps.models.version
-        )
+        except MetrikaError as exc:
+            await _metrika_failed(deps, task, exc)
+            return
+        except (ValueError, KeyError) as exc:
+            logger.exception("task %s: could not score the downloaded logs", task_id)
+            await tasks.fail(deps.pool, task_id, f"could not score the logs: {exc}", "scoring error")
+            return
+        except OSError as exc:  # the work dir is full or unwritable: that may pass, as an outage does
+            logger.exception("task %s: work files", task_id)
+            await _retry_later(deps, task, f"work files: {exc}", None)
+            return
+
+        await report(90, "store")
+        loop = asyncio.get_running_loop()
+        rows = await loop.run_in_executor(deps.executor, result_rows, task_id, outcome.visits)
+        async with deps.pool.acquire() as conn:
+            stored = await tasks.store_result(
+                conn, task_id, rows, total_visits=outcome.total_visits, model_version=deps.models.version
+            )
     logger.info(
         "task %s: %s level-4+ visits of %s%s",
-        task["id"],
+        task_id,
         len(rows),
         outcome.total_visits,
         "" if stored else " (not stored: the task was finished elsewhere)",
+    )
+
+
+async def _metrika_failed(deps: Deps, task: asyncpg.Record, exc: MetrikaError) -> None:
+    if exc.retryable:
+        await _retry_later(deps, task, str(exc), exc.retry_after)
+    else:
+        # Yandex said no: a finished, failed task with Yandex's own words, not a poison message
+        logger.warning("task %s failed: %s", task["id"], exc)
+        await tasks.fail(deps.pool, task["id"], str(exc), "Logs API error")
+
+
+async def _retry_later(deps: Deps, task: asyncpg.Record, error: str, retry_after: float | None) -> None:
+    """Back to pending with the next attempt time in Postgres (the sweeper re-queues it then), or failed
+    once the task has been retrying for RETRY_HORIZON_S."""
+    settings = deps.settings
+    delay = metrika.backoff_s(
+        task["attempts"], base_s=settings.retry_base_s, max_s=settings.retry_max_s, retry_after=retry_after
+    )
+    when = await tasks.retry_later(
+        deps.pool, task["id"], delay, error, "waiting to retry", settings.retry_horizon_s
+    )
+    if when is not None:
+        logger.warning("task %s: %s; next attempt at %s", task["id"], error, when.isoformat())
+        return
+    hours = settings.retry_horizon_s / 3600
+    reason = f"gave up after retrying for {hours:g} h (RETRY_HORIZON_S): {error}"
+    logger.warning("task %s failed: %s", task["id"], reason)
+    await tasks.fail(deps.pool, task["id"], reason, "Logs API error")
+
+
+def result_rows(task_id: uuid.UUID, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+    """The scored visits as task_visits records, in their order (converted column-wise, not per row)."""
+    n = len(frame)
+    parsed = pd.to_datetime(frame["dateTime"], format="%Y-%m-%d %H:%M:%S").to_numpy()
+    when = parsed.astype("datetime64[s]").astype(object)  # datetime.datetime values, as asyncpg wants
+    return list(
+        zip(
+            [task_id] * n,
+            range(n),
+            frame["visitId"].tolist(),
+            frame["clientId"].tolist(),
+            when.tolist(),
+            np.asarray(frame["visitDuration"], dtype=np.int64).tolist(),
+            np.asarray(frame["score"], dtype=np.float64).tolist(),
+            frame["model_version"].tolist(),
+            strict=True,
+        )
     )

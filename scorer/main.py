@@ -1,4 +1,4 @@
-"""The scorer's composition root."""
+"""The scorer's composition root: the score_tasks consumer and the sweeper, side by side."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import aiohttp
 
-from scorer import model, pipeline
+from scorer import model
 from scorer.handler import Deps, handle_score_task
+from scorer.sweeper import Sweeper
 from shared import broker, db
 from shared.consumer import serve
 from shared.crypto import TokenCipher
@@ -19,17 +19,6 @@ from shared.schemas import ScoreTask
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def logs_api_settings(settings: Settings) -> pipeline.LogsApiSettings:
-    return pipeline.LogsApiSettings(
-        base_url=settings.metrika_api_url,
-        poll_initial_s=settings.logs_poll_initial_s,
-        poll_max_s=settings.logs_poll_max_s,
-        poll_timeout_s=settings.logs_poll_timeout_s,
-        retry_attempts=settings.http_retry_attempts,
-        retry_max_s=settings.http_retry_max_s,
-    )
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
@@ -48,21 +37,25 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 session=session,
                 cipher=TokenCipher(settings.token_encryption_key),
                 models=models,
-                api=logs_api_settings(settings),
-                work_dir=Path(settings.work_dir),
+                settings=settings,
                 executor=executor,
             )
+            sweeper = asyncio.create_task(Sweeper(deps, connection, topology).run(stop), name="sweeper")
             logger.info("scorer ready (model %s)", models.version)
-            await serve(
-                connection,
-                topology,
-                broker.SCORE_TASKS,
-                ScoreTask,
-                functools.partial(handle_score_task, deps=deps),
-                stop,
-                prefetch=settings.prefetch_count,
-                grace_s=settings.shutdown_grace_s,
-            )
+            try:
+                await serve(
+                    connection,
+                    topology,
+                    broker.SCORE_TASKS,
+                    ScoreTask,
+                    functools.partial(handle_score_task, deps=deps),
+                    stop,
+                    prefetch=settings.prefetch_count,
+                    grace_s=settings.shutdown_grace_s,
+                )
+            finally:
+                stop.set()
+                await sweeper
     finally:
         await connection.close()
         await pool.close()

@@ -4,30 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import shutil
-import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pandas as pd
 
 from scorer import scoring, tsv
-from scorer.logs_api import LogsApiClient
+from scorer.logs_api import Ledger, LogsApiClient
 from scorer.model import Models
 from scorer.progress import Progress
-
-
-@dataclass(frozen=True)
-class LogsApiSettings:
-    base_url: str
-    poll_initial_s: float = 2.0
-    poll_max_s: float = 60.0
-    poll_timeout_s: float = 6 * 3600.0
-    retry_attempts: int = 6
-    retry_max_s: float = 60.0
+from shared.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -37,35 +29,33 @@ class Outcome:
 
 
 async def download_day(
-    session: aiohttp.ClientSession,
-    api: LogsApiSettings,
-    token: str,
-    counter: int,
-    day: dt.date,
-    dest: Path,
-    progress: Progress,
+    client: LogsApiClient, day: dt.date, dest: Path, progress: Progress, ledger: Ledger | None = None
 ) -> None:
     """Pull visits and hits for `day` into `dest` (visits*.tsv, hits*.tsv), both sources side by side."""
-    client = LogsApiClient(
-        session,
-        token,
-        counter,
-        base_url=api.base_url,
-        max_attempts=api.retry_attempts,
-        backoff_initial=min(1.0, api.retry_max_s),
-        backoff_max=api.retry_max_s,
-        poll_initial=api.poll_initial_s,
-        poll_max=api.poll_max_s,
-        prepare_timeout=api.poll_timeout_s,
-    )
 
     async def one(source: str, fields: tuple[str, ...]) -> None:
         async def on_stage(stage: str, fraction: float) -> None:
             await progress.source_stage(source, stage, fraction)
 
-        await client.download(day, source, list(fields), dest, on_stage=on_stage)
+        await client.download(day, source, list(fields), dest, on_stage=on_stage, ledger=ledger)
 
-    await asyncio.gather(one("visits", tsv.VISIT_FIELDS), one("hits", tsv.HIT_FIELDS))
+    await _all_or_none([one("visits", tsv.VISIT_FIELDS), one("hits", tsv.HIT_FIELDS)])
+
+
+async def _all_or_none(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run side by side; the first failure cancels the others (each cleans its own log request) and is
+    raised once they have all ended: nothing keeps running behind the caller's back."""
+    running = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            raise error
 
 
 async def score_files(
@@ -77,31 +67,36 @@ async def score_files(
     def on_stage(stage: str) -> None:
         asyncio.run_coroutine_threadsafe(progress.stage(stage), loop)
 
-    frame, total = await loop.run_in_executor(executor, _score_dir, logs_dir, models, on_stage)
+    score = functools.partial(scoring.score_dir, logs_dir, models, on_stage=on_stage)
+    frame, total = await loop.run_in_executor(executor, score)
     return Outcome(frame, total)
-
-
-def _score_dir(logs_dir: Path, models: Models, on_stage: Callable[[str], None]) -> tuple[pd.DataFrame, int]:
-    return scoring.score_dir(logs_dir, models, on_stage=on_stage)
 
 
 async def run(
     session: aiohttp.ClientSession,
-    api: LogsApiSettings,
+    settings: Settings,
     token: str,
     counter: int,
     day: dt.date,
     models: Models,
-    work_dir: Path,
+    dest: Path,
     report: Callable[[int, str], Awaitable[None]],
     executor: Executor | None = None,
+    ledger: Ledger | None = None,
 ) -> Outcome:
-    """Download a day into a private temp dir under `work_dir`, score it, and always remove the files."""
+    """Download a day into `dest` (emptied first: a crashed run may have left parts there), score it, and
+    always remove `dest` afterwards."""
     progress = Progress(report)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    dest = Path(tempfile.mkdtemp(prefix=f"{counter}-{day}-", dir=work_dir))
+    client = LogsApiClient(session, settings, token, counter)
+    await remove_dir(dest)
+    dest.mkdir(parents=True)
     try:
-        await download_day(session, api, token, counter, day, dest, progress)
+        await download_day(client, day, dest, progress, ledger)
         return await score_files(dest, models, executor, progress)
     finally:
-        shutil.rmtree(dest, ignore_errors=True)
+        await asyncio.shield(remove_dir(dest))
+
+
+async def remove_dir(path: Path) -> None:
+    """`rm -rf path` off the event loop (a day's parts can be 100 MB in many files)."""
+    await asyncio.to_thread(shutil.rmtree, path, ignore_errors=True)

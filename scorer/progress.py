@@ -25,6 +25,7 @@ class Progress:
         self._report = report
         self._per_source = dict.fromkeys(SOURCES, 0.0)
         self._percent = 0
+        self._last: tuple[int, str] | None = None
 
     async def source_stage(self, source: str, stage: str, fraction: float) -> None:
         start, end = STAGES[stage]
@@ -40,4 +41,6 @@ class Progress:
         if percent < self._percent:
             percent = self._percent
         self._percent = percent
-        await self._report(percent, message)
+        if (percent, message) != self._last:  # a download reports every chunk: write only what changed
+            self._last = (percent, message)
+            await self._report(percent, message)

@@ -1,4 +1,4 @@
-"""Queries of the tasks and task_visits tables."""
+"""Queries of the tasks, task_visits and log_requests tables."""
 
 from __future__ import annotations
 
@@ -16,29 +16,56 @@ INSERT INTO tasks (id, day, counter, token_enc, message) VALUES ($1, $2, $3, $4,
 """
 GET = """
 SELECT id, day, counter, token_enc, status, progress, message, error, attempts, total_visits,
-       model_version, created_at, started_at, finished_at
+       model_version, created_at, started_at, finished_at, next_attempt_at, last_error, lease_until,
+       retrying_since, requeues, updated_at
 FROM tasks WHERE id = $1
 """
-# a redelivered or concurrent message may only restart a task that has not finished
+# a redelivered or concurrent message may only restart a task that has not finished (the caller holds the
+# task's advisory lock, so no live scorer is running it); the lease says "a scorer has it" to the sweeper
 CLAIM = """
 UPDATE tasks
 SET status = 'running', attempts = attempts + 1, progress = 0, message = 'starting', error = NULL,
-    started_at = now(), finished_at = NULL
+    started_at = now(), finished_at = NULL, next_attempt_at = NULL,
+    lease_until = now() + make_interval(secs => $2), updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'running')
 RETURNING id, day, counter, token_enc, attempts
 """
+EXTEND_LEASE = """
+UPDATE tasks SET lease_until = now() + make_interval(secs => $2) WHERE id = $1 AND status = 'running'
+"""
 PROGRESS = """
-UPDATE tasks SET progress = GREATEST(progress, $2), message = $3 WHERE id = $1 AND status = 'running'
+UPDATE tasks SET progress = GREATEST(progress, $2), message = $3, updated_at = now()
+WHERE id = $1 AND status = 'running'
 """
 FAIL = """
-UPDATE tasks SET status = 'failed', error = $2, message = $3, finished_at = now()
+UPDATE tasks SET status = 'failed', error = $2, message = $3, finished_at = now(), next_attempt_at = NULL,
+       lease_until = NULL, requeues = 0, updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'running')
 """
+# a transient failure: back to pending until next_attempt_at, unless it has been retrying for the horizon
+RETRY_LATER = """
+UPDATE tasks
+SET status = 'pending', message = $4, last_error = $3, next_attempt_at = now() + make_interval(secs => $2),
+    retrying_since = coalesce(retrying_since, now()), lease_until = NULL, requeues = 0, updated_at = now()
+WHERE id = $1 AND status = 'running'
+  AND coalesce(retrying_since, now()) > now() - make_interval(secs => $5)
+RETURNING next_attempt_at
+"""
+# POST /tasks/{id}/retry: a failed task starts afresh
+RESET_FAILED = """
+UPDATE tasks
+SET status = 'pending', progress = 0, message = 'queued', error = NULL, attempts = 0, next_attempt_at = NULL,
+    last_error = NULL, retrying_since = NULL, lease_until = NULL, requeues = 0, started_at = NULL,
+    finished_at = NULL, total_visits = NULL, model_version = NULL, updated_at = now()
+WHERE id = $1 AND status = 'failed'
+RETURNING id
+"""
 CLEAR_VISITS = "DELETE FROM task_visits WHERE task_id = $1"
+# 'pending' too: a scorer that lost its lease (the sweeper re-queued the task) still delivers a true result
 COMPLETE = """
 UPDATE tasks SET status = 'completed', progress = 100, message = $2, total_visits = $3, model_version = $4,
-       finished_at = now()
-WHERE id = $1 AND status = 'running'
+       finished_at = now(), next_attempt_at = NULL, lease_until = NULL, requeues = 0, updated_at = now()
+WHERE id = $1 AND status IN ('running', 'pending')
 """
 COUNT_VISITS = "SELECT count(*) FROM task_visits WHERE task_id = $1"
 PAGE_VISITS = """
@@ -50,6 +77,53 @@ LIMIT $2 OFFSET $3
 ALL_VISITS = """
 SELECT visit_id, client_id, date_time FROM task_visits WHERE task_id = $1 ORDER BY seq
 """
+
+# the sweeper: tasks whose retry is due (or whose re-queue was not picked up within a lease), tasks whose
+# scorer stopped renewing the lease, and pending tasks that have not moved for $1 s (their message was
+# lost or dead-lettered); SKIP LOCKED keeps two sweeping replicas off each other's rows
+LOCK_DUE = """
+SELECT id, status, requeues, last_error, next_attempt_at IS NOT NULL AS scheduled
+FROM tasks
+WHERE status IN ('pending', 'running')
+  AND CASE WHEN status = 'running'
+           THEN coalesce(lease_until, updated_at + make_interval(secs => $1)) < now()
+           ELSE coalesce(next_attempt_at, updated_at + make_interval(secs => $1)) <= now()
+      END
+ORDER BY updated_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+# the next re-queue waits a lease: the message just sent has that long to be picked up
+REQUEUE = """
+UPDATE tasks
+SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), lease_until = NULL,
+    requeues = requeues + 1, message = $3, updated_at = now()
+WHERE id = $1
+"""
+
+INSERT_LOG_REQUEST = """
+INSERT INTO log_requests (counter, request_id, task_id, source) VALUES ($1, $2, $3, $4)
+ON CONFLICT (counter, request_id) DO NOTHING
+"""
+RELEASE_LOG_REQUEST = """
+UPDATE log_requests SET released_at = now() WHERE counter = $1 AND request_id = $2 AND released_at IS NULL
+"""
+UNRELEASED_LOG_REQUESTS = """
+SELECT counter, request_id, source FROM log_requests
+WHERE task_id = $1 AND released_at IS NULL
+ORDER BY created_at
+"""
+# tasks with log requests left behind by a run that is over (or whose scorer died)
+TASKS_WITH_LEFTOVERS = """
+SELECT DISTINCT r.task_id FROM log_requests r JOIN tasks t ON t.id = r.task_id
+WHERE r.released_at IS NULL
+  AND (t.status <> 'running' OR coalesce(t.lease_until, t.updated_at) < now())
+LIMIT $1
+"""  # of these tasks, the ones a live scorer holds (running under a lease still valid)
+LEASED = """
+SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND lease_until >= now()
+"""
+
 VISIT_COLUMNS = (
     "task_id",
     "seq",
@@ -70,9 +144,14 @@ async def get(db: Executor, task_id: uuid.UUID) -> asyncpg.Record | None:
     return await db.fetchrow(GET, task_id)
 
 
-async def claim(db: Executor, task_id: uuid.UUID) -> asyncpg.Record | None:
-    """Mark a task running; None if it is unknown or already finished."""
-    return await db.fetchrow(CLAIM, task_id)
+async def claim(db: Executor, task_id: uuid.UUID, lease_s: float = 60.0) -> asyncpg.Record | None:
+    """Mark a task running under a lease of `lease_s`; None if it is unknown or already finished."""
+    return await db.fetchrow(CLAIM, task_id, lease_s)
+
+
+async def extend_lease(db: Executor, task_id: uuid.UUID, lease_s: float) -> bool:
+    """Renew a running task's lease; False if it is no longer running."""
+    return bool(await db.execute(EXTEND_LEASE, task_id, lease_s) == "UPDATE 1")
 
 
 async def set_progress(db: Executor, task_id: uuid.UUID, progress: int, message: str) -> None:
@@ -83,6 +162,20 @@ async def fail(db: Executor, task_id: uuid.UUID, error: str, message: str = "fai
     await db.execute(FAIL, task_id, error, message)
 
 
+async def retry_later(
+    db: Executor, task_id: uuid.UUID, delay_s: float, error: str, message: str, horizon_s: float
+) -> dt.datetime | None:
+    """Put a running task back to pending until now + `delay_s`; None (nothing changed) if it has been
+    retrying for `horizon_s` already, or is not running."""
+    value: dt.datetime | None = await db.fetchval(RETRY_LATER, task_id, delay_s, error, message, horizon_s)
+    return value
+
+
+async def reset_failed(db: Executor, task_id: uuid.UUID) -> bool:
+    """A failed task back to pending, as new; False if it is not failed."""
+    return await db.fetchval(RESET_FAILED, task_id) is not None
+
+
 async def store_result(
     conn: asyncpg.Connection,
     task_id: uuid.UUID,
@@ -91,7 +184,7 @@ async def store_result(
     total_visits: int,
     model_version: str,
 ) -> bool:
-    """Replace the task's visits and mark it completed, atomically; False if the task is not running."""
+    """Replace the task's visits and mark it completed, atomically; False if it is finished already."""
     try:
         async with conn.transaction():
             await conn.execute(CLEAR_VISITS, task_id)
@@ -121,3 +214,34 @@ async def page_visits(db: Executor, task_id: uuid.UUID, limit: int, offset: int)
 
 async def all_visits(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
     return list(await db.fetch(ALL_VISITS, task_id))
+
+
+async def lock_due(conn: asyncpg.Connection, stale_after_s: float, limit: int) -> list[asyncpg.Record]:
+    """Tasks the sweeper should re-queue, locked for the caller's transaction (other sweepers skip them)."""
+    return list(await conn.fetch(LOCK_DUE, stale_after_s, limit))
+
+
+async def requeue(conn: asyncpg.Connection, task_id: uuid.UUID, guard_s: float, message: str) -> None:
+    await conn.execute(REQUEUE, task_id, guard_s, message)
+
+
+async def add_log_request(
+    db: Executor, counter: int, request_id: str, task_id: uuid.UUID, source: str
+) -> None:
+    await db.execute(INSERT_LOG_REQUEST, counter, request_id, task_id, source)
+
+
+async def release_log_request(db: Executor, counter: int, request_id: str) -> None:
+    await db.execute(RELEASE_LOG_REQUEST, counter, request_id)
+
+
+async def unreleased_log_requests(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    return list(await db.fetch(UNRELEASED_LOG_REQUESTS, task_id))
+
+
+async def tasks_with_leftovers(db: Executor, limit: int = 100) -> list[uuid.UUID]:
+    return [row["task_id"] for row in await db.fetch(TASKS_WITH_LEFTOVERS, limit)]
+
+
+async def leased(db: Executor, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    return {row["id"] for row in await db.fetch(LEASED, list(task_ids))}

@@ -55,6 +55,21 @@ def test_missing_token_counter_or_future_date_are_clear_errors(tmp_path, capsys,
     assert "no visits" in capsys.readouterr().err
 
 
+def test_environment_is_read_through_settings(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("METRIKA_COUNTER", "12ab")
+    assert cli.main(["score", "--date", DAY.isoformat(), "--token", "t"]) == 2
+    assert "METRIKA_COUNTER" in capsys.readouterr().err  # no longer silently ignored
+    monkeypatch.setenv("METRIKA_COUNTER", "77")
+    monkeypatch.setenv("METRIKA_TOKEN", "env-token")
+    monkeypatch.setenv("METRIKA_API_URL", "http://127.0.0.1:9")  # nothing listens: a connection error
+    monkeypatch.setenv("HTTP_RETRY_ATTEMPTS", "1")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["score", "--date", DAY.isoformat()]) == 1
+    err = capsys.readouterr().err
+    assert "connection_error" in err and "127.0.0.1:9" in err and "env-token" not in err
+    assert list(tmp_path.iterdir()) == []  # its download directory is removed
+
+
 async def test_api_mode_pulls_the_sandbox_and_writes_default_file(sandbox, tmp_path):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "scorer.cli", "score", "--date", DAY.isoformat(), "--counter", "77",

@@ -18,7 +18,9 @@ from aiohttp.test_utils import TestServer
 
 from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, simulate_day, write_tsv
-from scorer.logs_api import LogsApiClient, LogsApiError, LogsApiQuotaError
+from scorer.logs_api import LogsApiClient
+from shared.metrika import MetrikaError
+from shared.settings import Settings
 
 TODAY = date(2024, 3, 10)
 DAY = date(2024, 3, 9)
@@ -49,16 +51,17 @@ def session(http: aiohttp.ClientSession) -> aiohttp.ClientSession:
 def make_client(
     session: aiohttp.ClientSession, server: TestServer | str, token: str = TOKEN, **kw: Any
 ) -> LogsApiClient:
+    """A client configured as the scorer configures it, by Settings (`kw`: Settings fields)."""
     options: dict[str, Any] = {
-        "max_attempts": 4,
-        "backoff_initial": 0.01,
-        "backoff_max": 0.05,
-        "poll_initial": 0.02,
-        "poll_max": 0.1,
-        "request_timeout": 5.0,
+        "http_retry_attempts": 4,
+        "http_retry_max_s": 0.05,
+        "logs_poll_initial_s": 0.02,
+        "logs_poll_max_s": 0.1,
+        "metrika_timeout_s": 5.0,
     }
     base_url = server if isinstance(server, str) else str(server.make_url(""))
-    return LogsApiClient(session, token, COUNTER, base_url=base_url, **{**options, **kw})
+    settings = Settings(metrika_api_url=base_url, **{**options, **kw})
+    return LogsApiClient(session, settings, token, COUNTER)
 
 
 def statuses(server: TestServer) -> list[str]:
@@ -115,7 +118,7 @@ async def test_rate_and_parallel_quotas_are_retried(
     start: Start, session: aiohttp.ClientSession, tmp_path: Path
 ):
     server = await start(rps=10, max_parallel=1, rows_per_part=60, visits_per_day=100)
-    client = make_client(session, server, max_attempts=12, backoff_initial=0.05, backoff_max=0.5)
+    client = make_client(session, server, http_retry_attempts=12, http_retry_max_s=0.5)
     results = await asyncio.gather(
         *(client.download(DAY, "visits", VISIT_FIELDS, tmp_path / str(n), None) for n in range(2))
     )
@@ -131,7 +134,9 @@ async def test_short_503_storm_succeeds(start: Start, session: aiohttp.ClientSes
     server = await start()
     server.app[FAULTS].add(r"/part/\d+/download$", 503, times=3)
     server.app[FAULTS].add(r"/logrequests$", 500, times=3, method="POST")
-    paths = await make_client(session, server, max_attempts=4).download(DAY, "visits", VISIT_FIELDS, tmp_path)
+    paths = await make_client(session, server, http_retry_attempts=4).download(
+        DAY, "visits", VISIT_FIELDS, tmp_path
+    )
     assert joined(paths) == tsv(VISIT_FIELDS, "visits")
     log = server.app[REQUEST_LOG]
     assert [r.status for r in log.find("GET", "/part/0/download")] == [503, 503, 503, 200]
@@ -142,8 +147,10 @@ async def test_short_503_storm_succeeds(start: Start, session: aiohttp.ClientSes
 async def test_long_503_storm_fails_but_cleans(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start()
     server.app[FAULTS].add(r"/part/\d+/download$", 503, times=None)
-    with pytest.raises(LogsApiError) as caught:
-        await make_client(session, server, max_attempts=3).download(DAY, "visits", VISIT_FIELDS, tmp_path)
+    with pytest.raises(MetrikaError) as caught:
+        await make_client(session, server, http_retry_attempts=3).download(
+            DAY, "visits", VISIT_FIELDS, tmp_path
+        )
     error = caught.value
     assert (error.status, error.error_type, error.retryable, error.attempts) == (
         503,
@@ -164,8 +171,10 @@ async def test_long_503_storm_fails_but_cleans(start: Start, session: aiohttp.Cl
 async def test_poll_storm_cancels_request(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start(processing_seconds=60)
     server.app[FAULTS].add(r"/logrequest/\d+$", 502, times=None)
-    with pytest.raises(LogsApiError) as caught:
-        await make_client(session, server, max_attempts=2).download(DAY, "visits", VISIT_FIELDS, tmp_path)
+    with pytest.raises(MetrikaError) as caught:
+        await make_client(session, server, http_retry_attempts=2).download(
+            DAY, "visits", VISIT_FIELDS, tmp_path
+        )
     assert caught.value.status == 502
     assert statuses(server) == ["canceled"]
 
@@ -173,7 +182,7 @@ async def test_poll_storm_cancels_request(start: Start, session: aiohttp.ClientS
 async def test_bad_request_fails_at_once(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start()
     client = make_client(session, server)
-    with pytest.raises(LogsApiError) as caught:
+    with pytest.raises(MetrikaError) as caught:
         await client.download(TODAY, "visits", VISIT_FIELDS, tmp_path)
     error = caught.value
     assert (error.status, error.error_type, error.retryable, error.quota) == (
@@ -183,7 +192,7 @@ async def test_bad_request_fails_at_once(start: Start, session: aiohttp.ClientSe
         False,
     )
     assert "today" in error.message and error.message in str(error)
-    with pytest.raises(LogsApiError, match="ym:pv:URL"):
+    with pytest.raises(MetrikaError, match="ym:pv:URL"):
         await client.download(DAY, "visits", ["ym:s:visitID", "ym:pv:URL"], tmp_path)
     assert len(server.app[REQUEST_LOG].records) == 2  # no retries
     assert statuses(server) == []
@@ -191,7 +200,7 @@ async def test_bad_request_fails_at_once(start: Start, session: aiohttp.ClientSe
 
 async def test_wrong_token(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start()
-    with pytest.raises(LogsApiError) as caught:
+    with pytest.raises(MetrikaError) as caught:
         await make_client(session, server, token="not-the-token").download(
             DAY, "visits", VISIT_FIELDS, tmp_path
         )
@@ -203,19 +212,22 @@ async def test_wrong_token(start: Start, session: aiohttp.ClientSession, tmp_pat
 async def test_processing_failed(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start()
     server.app[FAULTS].fail_processing()
-    with pytest.raises(LogsApiError, match="processing_failed") as caught:
+    with pytest.raises(MetrikaError, match="processing_failed") as caught:
         await make_client(session, server).download(DAY, "hits", HIT_FIELDS, tmp_path)
-    assert caught.value.error_type == "processing_failed"
+    # Yandex's processing failed: a new request may pass, so the task retries it later
+    assert (caught.value.error_type, caught.value.retryable) == ("processing_failed", True)
     assert statuses(server) == ["cleaned_by_user"]
 
 
 async def test_evaluate_impossible(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
     server = await start()
     server.app[FAULTS].override_evaluation(False, -6)
-    with pytest.raises(LogsApiQuotaError) as caught:
+    with pytest.raises(MetrikaError) as caught:
         await make_client(session, server).download(DAY, "visits", VISIT_FIELDS, tmp_path)
     assert caught.value.quota
-    assert "Logs API quota" in str(caught.value) and "max_possible_day_quantity=-6" in str(caught.value)
+    assert "possible=false" in str(caught.value) and "max_possible_day_quantity=-6" in str(caught.value)
+    # the counter's storage frees as log requests are cleaned: the task retries later
+    assert caught.value.retryable
     assert statuses(server) == []
 
 
@@ -227,7 +239,7 @@ async def test_quota_429_is_retried_then_flagged(
     paths = await make_client(session, server).download(DAY, "visits", VISIT_FIELDS, tmp_path)
     assert len(paths) == 1
     server.app[FAULTS].add("evaluate", 429, times=None, error_type="quota_requests_by_uid")
-    with pytest.raises(LogsApiQuotaError) as caught:
+    with pytest.raises(MetrikaError) as caught:
         await make_client(session, server).download(DAY, "visits", VISIT_FIELDS, tmp_path)
     assert (caught.value.quota, caught.value.error_type, caught.value.attempts) == (
         True,
@@ -295,8 +307,8 @@ async def test_connection_errors_are_retried_and_reported(session: aiohttp.Clien
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = make_client(session, f"http://127.0.0.1:{port}", max_attempts=2)
-    with pytest.raises(LogsApiError) as caught:
+    client = make_client(session, f"http://127.0.0.1:{port}", http_retry_attempts=2)
+    with pytest.raises(MetrikaError) as caught:
         await client.download(DAY, "visits", VISIT_FIELDS, tmp_path)
     assert (caught.value.error_type, caught.value.retryable, caught.value.attempts) == (
         "connection_error",
@@ -312,11 +324,11 @@ async def test_token_never_leaks(
     caplog.set_level(logging.DEBUG)
     server = await start()
     server.app[FAULTS].add(r"/download$", 503, times=None)
-    client = make_client(session, server, max_attempts=2)
+    client = make_client(session, server, http_retry_attempts=2)
     assert TOKEN not in repr(client)
-    errors: list[LogsApiError] = []
+    errors: list[MetrikaError] = []
     for day in (DAY, TODAY):
-        with pytest.raises(LogsApiError) as caught:
+        with pytest.raises(MetrikaError) as caught:
             await client.download(day, "visits", VISIT_FIELDS, tmp_path)
         errors.append(caught.value)
     for error in errors:
@@ -333,3 +345,49 @@ async def test_bad_arguments(session: aiohttp.ClientSession, tmp_path: Path):
         await client.download(DAY, "sessions", VISIT_FIELDS, tmp_path)
     with pytest.raises(ValueError):
         await client.download(DAY, "visits", [], tmp_path)
+
+
+class RecordingLedger:
+    """scorer.logs_api.Ledger, in memory."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    async def created(self, request_id: str, source: str) -> None:
+        self.events.append(("created", request_id))
+
+    async def released(self, request_id: str) -> None:
+        self.events.append(("released", request_id))
+
+
+async def test_ledger_hears_of_every_request_and_its_release(
+    start: Start, session: aiohttp.ClientSession, tmp_path: Path
+):
+    server = await start()
+    ledger = RecordingLedger()
+    await make_client(session, server).download(DAY, "visits", VISIT_FIELDS, tmp_path, ledger=ledger)
+    (request_id,) = [str(r) for r in server.app[LOG_REQUESTS].requests]
+    assert ledger.events == [("created", request_id), ("released", request_id)]
+
+    # a request that could not be released (Yandex kept failing) is not reported released
+    server.app[FAULTS].add(r"/part/\d+/download$", 503, times=None)
+    server.app[FAULTS].add(r"/clean$", 503, times=None)
+    ledger = RecordingLedger()
+    with pytest.raises(MetrikaError):
+        await make_client(session, server, http_retry_attempts=2).download(
+            DAY, "visits", VISIT_FIELDS, tmp_path, ledger=ledger
+        )
+    assert [event for event, _ in ledger.events] == ["created"]
+    assert statuses(server) == ["cleaned_by_user", "processed"]
+
+
+async def test_release_frees_any_request_by_id(start: Start, session: aiohttp.ClientSession):
+    server = await start(processing_seconds=60)
+    client = make_client(session, server)
+    waiting = str((await client.create(DAY, "visits", VISIT_FIELDS))["request_id"])
+    assert await client.release(waiting)  # still created: canceled
+    assert statuses(server) == ["canceled"]
+    assert await client.release(waiting)  # already canceled: nothing to do, and no error
+    assert await client.release("999999")  # unknown to Yandex: nothing to free
+    server.app[FAULTS].add(r"/logrequest/\d+$", 503, times=None)
+    assert not await make_client(session, server, http_retry_attempts=1).release(waiting)  # later
