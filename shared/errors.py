@@ -85,6 +85,13 @@ _UNAVAILABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.InterfaceError,  # "connection is closed" when the pool's connection was lost
+    # 55000 on connecting: the database takes no connections for now (ALTER DATABASE ... ALLOW_CONNECTIONS
+    # false, a maintenance window); its subclasses are lock waits (55P03) and objects in use (55006)
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    # what asyncpg raises for a query on a connection the server terminated while it sat idle in the
+    # pool (the FATAL arrived, the socket is not closed yet): "cannot switch to state ...; another
+    # operation is in progress"
+    asyncpg.InternalClientError,
     # RabbitMQ: the connection closed, or a channel is used while it is being reopened
     amqp.AMQPConnectionError,
     amqp.ChannelInvalidStateError,
