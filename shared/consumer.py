@@ -42,6 +42,8 @@ ERROR_HEADER = "x-error"
 # an ack, nack or publish waits no longer than this: the broker may be away while we stop, and a
 # message that was not acked is redelivered by the broker anyway once the connection is gone
 BROKER_TIMEOUT_S = 5.0
+# forgetting a consumer whose connection broke: the broker cannot answer, and need not
+FORGET_TIMEOUT_S = 0.5
 # after the grace period, cancelled handlers get this long to unwind before the loop returns without them
 CANCEL_WAIT_S = 2.0
 
@@ -202,8 +204,9 @@ class _Loop:
                     raise
                 logger.warning("consuming %s failed (%s); starting again", queue_name, _reason(exc))
             if queue is not None and tag is not None:
-                # a robust queue re-creates its consumers after a reconnect: forget this one first
-                await _bounded(queue.cancel(tag), "cancel a consumer")
+                # a robust queue re-creates its consumers after a reconnect: forget this one first (done
+                # before the call's first await; the broker forgot it already if the connection is gone)
+                await _bounded(queue.cancel(tag), "cancel a consumer", timeout=FORGET_TIMEOUT_S)
             await self._pause(self._retry.delay(attempt))
             attempt += 1
 
@@ -335,11 +338,11 @@ async def _publish(
     return True
 
 
-async def _bounded(action: Awaitable[object], what: str) -> None:
+async def _bounded(action: Awaitable[object], what: str, timeout: float = BROKER_TIMEOUT_S) -> None:
     """An ack / nack / cancel that fails or hangs only because the channel is gone: the broker
     requeues whatever a closed channel had not acked, so there is nothing more to do."""
     try:
-        await asyncio.wait_for(action, timeout=BROKER_TIMEOUT_S)
+        await asyncio.wait_for(action, timeout=timeout)
     except Exception as exc:
         logger.warning("could not %s (%s); the broker redelivers it if needed", what, _reason(exc))
 

@@ -11,7 +11,7 @@ from shared import broker, errors
 from shared.consumer import RetryPolicy, run_consumer
 from shared.schemas import ScoreTask
 from tests.conftest import AMQP_URL, PG_ROOT, wait_for
-from tests.shared.faults import close_broker_connection
+from tests.shared.faults import TcpProxy, close_broker_connection
 
 TASK = "7b6c3c3e-8a0b-4c55-9e43-1f2c1c0f8a11"
 OTHER = "0e4b1f9a-61c7-4f0e-9d55-3a2a8c1b7d02"
@@ -292,3 +292,31 @@ async def test_consumption_resumes_after_the_broker_drops_the_connection(channel
 
 async def _now(value: object) -> object:
     return value
+
+
+async def test_stop_does_not_hang_while_the_broker_is_away(channel, queue_prefix):
+    topology, exchange, _ = await _setup(channel, queue_prefix)
+    proxy = TcpProxy(5672)
+    await proxy.restore()
+    connection = await broker.connect(f"amqp://guest:guest@127.0.0.1:{proxy.port}/", reconnect_interval_s=0.2)
+    started = asyncio.Event()
+
+    async def handler(body):
+        started.set()
+        await asyncio.sleep(60)
+
+    try:
+        consumer_channel = await connection.channel(publisher_confirms=True)
+        dead = await consumer_channel.get_exchange(topology.dead_exchange)
+        stop, task = _start(consumer_channel, topology, dead, handler, prefetch=1, grace_s=0.2)
+        await broker.publish(exchange, broker.SCORE_TASKS, ScoreTask(task_id=TASK))
+        await asyncio.wait_for(started.wait(), timeout=10)
+        await proxy.cut()  # the broker is gone while a handler runs
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # no nack, cancel or close waits for the broker
+    finally:
+        await asyncio.wait_for(connection.close(), timeout=10)
+        await proxy.cut()
+    # the broker took the unacked message back when the connection dropped
+    [message] = await _drain(channel, topology.queue(broker.SCORE_TASKS))
+    assert json.loads(message.body) == {"task_id": TASK}
