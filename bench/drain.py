@@ -105,11 +105,22 @@ async def drain(dsn: str, prefix: str, api: str, n: int, uploaders: int) -> floa
             )
             if left == 0:
                 break
-            print(f"  {n - left}/{n} final after {time.perf_counter() - started:.0f} s", end="\r", flush=True)
+            if sys.stdout.isatty():
+                print(
+                    f"  {n - left}/{n} final after {time.perf_counter() - started:.0f} s",
+                    end="\r",
+                    flush=True,
+                )
             await asyncio.sleep(1)
         elapsed = time.perf_counter() - started
         statuses = dict(await conn.fetch("SELECT status, count(*) FROM batches GROUP BY status"))
         print(f"  uploader: {statuses} in {elapsed:.1f} s" + " " * 20)
+        reasons = await conn.fetch(
+            "SELECT left(reason, 200) AS reason, count(*) FROM conversions WHERE status = 'error' "
+            "GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+        )
+        for reason, count in reasons:
+            print(f"  {count} rows failed: {reason}")
         return elapsed
     finally:
         await conn.close()
@@ -173,6 +184,10 @@ async def main() -> None:
         async with aiohttp.ClientSession() as session:
             await wait_http(session, f"{api}/sandbox/faults")
         await db.ensure_database(dsn)
+        async with aiohttp.ClientSession() as session:  # every visitor known: each conversion links
+            for counter in (4242, 4343):
+                ids = [str(10**18 + i) for i in range(args.batches)]
+                await session.post(f"{api}/sandbox/clients", json={"counter": counter, "client_ids": ids})
         await store_backlog(dsn, prefix, args.batches, counter=4242)
         print(f"{args.batches} single-conversion batches, {args.uploaders} uploader(s)")
         ours = await drain(dsn, prefix, api, args.batches, args.uploaders)

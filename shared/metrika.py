@@ -103,13 +103,20 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
     logger.warning("%s (attempt %d), retrying in %.2fs", error, state.attempt_number, wait)
 
 
-def retry_policy(attempts: int, max_s: float) -> tenacity.AsyncRetrying:
-    """The in-process policy of every Metrika call: retryable errors only, `attempts` tries, backoff up to
-    `max_s`. Longer outages are the caller's to schedule durably (a next attempt time in Postgres)."""
+def retryable(error: MetrikaError) -> bool:
+    return error.retryable
+
+
+def retry_policy(
+    attempts: int, max_s: float, retry_on: Callable[[MetrikaError], bool] = retryable
+) -> tenacity.AsyncRetrying:
+    """The in-process policy of every Metrika call: errors `retry_on` accepts (default: the retryable
+    ones), `attempts` tries, backoff up to `max_s`. Longer outages are the caller's to schedule durably
+    (a next attempt time in Postgres)."""
     return tenacity.AsyncRetrying(
         stop=tenacity.stop_after_attempt(max(1, attempts)),
         wait=_WaitBackoff(min(1.0, max_s), max_s),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, MetrikaError) and e.retryable),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, MetrikaError) and retry_on(e)),
         before_sleep=_log_retry,
         reraise=True,
     )
@@ -175,12 +182,13 @@ class MetrikaApi:
         handle: Handle[T] | None = None,
         *,
         timeout: aiohttp.ClientTimeout | None = None,
+        retry_on: Callable[[MetrikaError], bool] = retryable,
         **kwargs: Any,
     ) -> T | Any:
         """`send` under the retry policy; the final error carries the number of attempts."""
         attempts = 0
         try:
-            async for attempt in retry_policy(self.attempts, self.backoff_max_s):
+            async for attempt in retry_policy(self.attempts, self.backoff_max_s, retry_on):
                 attempts = attempt.retry_state.attempt_number
                 with attempt:
                     return await self.send(method, path, handle, timeout=timeout, **kwargs)

@@ -77,7 +77,7 @@ class Settings(BaseSettings):
     # the sweeper: every sweep_interval_s one replica re-queues work that is due, or has not moved for
     # stale_after_s (its message was lost or dead-lettered, its worker died); after sweep_max_requeues
     # re-queues without progress the work ends in error with the reason
-    sweep_interval_s: float = 10.0
+    sweep_interval_s: float = 2.0
     stale_after_s: float = 300.0
     sweep_max_requeues: int = 10
     # a scorer renews the lease of the task it runs; a task whose lease lapsed is re-queued

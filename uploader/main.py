@@ -10,7 +10,7 @@ import uuid
 import aiohttp
 
 from shared import broker, db
-from shared.consumer import serve
+from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
 from shared.schemas import UploadBatches
 from shared.settings import Settings
@@ -32,7 +32,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         settings.database_url,
         max_size=2 * settings.prefetch_count * BATCHES_AT_ONCE + settings.poll_concurrency // 2 + 4,
     )
-    connection = await broker.connect(settings.amqp_url)
+    connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} uploader")
     try:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await broker.declare(channel, topology)
@@ -61,6 +61,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                     stop,
                     prefetch=settings.prefetch_count,
                     grace_s=settings.shutdown_grace_s,
+                    retry=RetryPolicy.from_settings(settings),
                 )
             finally:
                 stop.set()

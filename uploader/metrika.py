@@ -6,20 +6,24 @@ from typing import Any
 
 import aiohttp
 
-from shared.metrika import MetrikaApi, MetrikaError
+from shared.metrika import MetrikaApi, MetrikaError, retry_policy
 
 __all__ = ["ConversionsApi", "MetrikaError"]
 
 
 class ConversionsApi(MetrikaApi):
-    """One counter's offline-conversion calls. Only idempotent reads are retried in process (briefly);
-    an upload is sent once per call: whether a lost attempt arrived is the caller's to check first."""
+    """One counter's offline-conversion calls. Idempotent reads are retried in process (briefly); an
+    upload is sent again only after a 429 (refused before any work): whether an attempt that got no answer
+    arrived is the caller's to check first."""
 
     async def upload(self, id_type: str, csv_bytes: bytes, comment: str) -> dict[str, Any]:
-        form = aiohttp.FormData()
-        form.add_field("file", csv_bytes, filename="conversions.csv", content_type="text/csv")
         params = {"client_id_type": id_type, "comment": comment}
-        body = await self.send("POST", "/offline_conversions/upload", params=params, data=form)
+        # a 429 is a quota refusal before any work: that one is safe to send again at once
+        async for attempt in retry_policy(self.attempts, self.backoff_max_s, _refused_for_quota):
+            with attempt:
+                form = aiohttp.FormData()  # a form is consumed by its request: one per attempt
+                form.add_field("file", csv_bytes, filename="conversions.csv", content_type="text/csv")
+                body = await self.send("POST", "/offline_conversions/upload", params=params, data=form)
         return _uploading(body)
 
     async def uploading(self, upload_id: str) -> dict[str, Any]:
@@ -50,6 +54,10 @@ class ConversionsApi(MetrikaApi):
                 if condition.get("type") == "exact" and condition.get("url"):
                     targets.add(str(condition["url"]))
         return targets
+
+
+def _refused_for_quota(error: MetrikaError) -> bool:
+    return error.status == 429
 
 
 def _uploading(body: Any) -> dict[str, Any]:
