@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     # uploader: Metrika takes up to ~2 h to process an upload
     upload_poll_s: float = 30.0
     upload_processing_timeout_s: float = 24 * 3600.0
-    http_retry_attempts: int = 6
-    http_retry_max_s: float = 60.0
+    # tries of one call in process (429, 5xx, timeouts); longer outages are scheduled durably (below)
+    http_retry_attempts: int = 3
+    http_retry_max_s: float = 10.0
     # every call to Metrika gives up after this long (a hung call never holds anyone else's work)
     metrika_timeout_s: float = 60.0
 
