@@ -9,6 +9,7 @@
     ...
     scorer.kill()             # SIGKILL: no cleanup, no graceful shutdown
     await scorer.terminate()  # SIGTERM, then SIGKILL after a grace period
+    await scorer.step_until(in_phase)  # run it in slices until a short phase shows; it stays stopped
 
 A `procs` fixture (see `running`) keeps the list of started processes and kills whatever is still
 alive at teardown, printing each one's output tail when a test fails.
@@ -192,6 +193,44 @@ class Proc:
                 raise AssertionError(f"{self.name}: condition not met in {timeout}s:\n{self.tail()}")
             await asyncio.sleep(interval)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stands still (its threads, timers and sockets too) until `resume`."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGCONT)
+
+    async def step_until(
+        self, predicate: Callable[[], Awaitable[Any]], *, slice_s: float = 0.01, timeout: float = 30
+    ) -> Any:
+        """Catch a short phase: let the process run `slice_s` at a time and check `predicate` while it is
+        stopped. Returns the first truthy value with the process left STOPPED (`kill` it, or `resume`);
+        a phase that takes the process longer than a slice of its own time cannot slip past."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        self.pause()
+        try:
+            while True:
+                value = await predicate()
+                if value:
+                    return value
+                if not self.running:
+                    raise AssertionError(
+                        f"{self.name} exited ({self.returncode}) while stepping:\n{self.tail()}"
+                    )
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"{self.name}: condition not met in {timeout}s:\n{self.tail()}")
+                self.resume()
+                await asyncio.sleep(slice_s)
+                self.pause()
+        except BaseException:
+            self.resume()
+            raise
+
     def kill(self) -> None:
         """`kill -9`: the process gets no chance to clean anything up."""
         if self.running:
@@ -219,6 +258,7 @@ class Proc:
         if self.running:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.send_signal(signal.SIGTERM)
+                self._proc.send_signal(signal.SIGCONT)  # a paused process handles SIGTERM only once resumed
             try:
                 return await self.wait(grace_s)
             except TimeoutError:
