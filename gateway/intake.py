@@ -73,13 +73,12 @@ class Intake:
         self._pool = pool
         self._notices = _UploadNotices(relay)
         self._rate = webhook_rate_per_minute
-        # a group that failed because Postgres is away fails every request in it (each is answered 503):
-        # trying each request on its own would only wait for the same outage once per request
-        retry_alone = _not_unavailable
+        # A group that failed because Postgres is away fails every request in it (each is answered 503):
+        # trying each request on its own would only wait for the same outage once per request.
         # -> webhooks.submit's record for this request
-        self.submit = Coalescer(self._submit, max_items=MAX_GROUP, retry_alone=retry_alone)
+        self.submit = Coalescer(self._submit, max_items=MAX_GROUP, retry_alone=_not_unavailable)
         # a batch from the API (bulk, single) -> None once it is committed
-        self.store = Coalescer(self._store, max_items=MAX_GROUP, retry_alone=retry_alone)
+        self.store = Coalescer(self._store, max_items=MAX_GROUP, retry_alone=_not_unavailable)
 
     async def close(self) -> None:
         await self.submit.close()

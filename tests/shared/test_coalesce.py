@@ -52,6 +52,15 @@ async def test_a_bad_item_fails_only_its_own_caller():
     assert run.groups == [[1, -1, 3], [1], [-1], [3]]  # the group failed, so each ran on its own
 
 
+async def test_a_failure_of_the_whole_group_is_not_retried_item_by_item():
+    run = Doubler()
+    # say, the database is away: every caller shares the failure at once, nobody waits for it again
+    coalesce = Coalescer(run, retry_alone=lambda exc: not isinstance(exc, ValueError))
+    results = await asyncio.gather(coalesce(1), coalesce(-1), coalesce(3), return_exceptions=True)
+    assert all(isinstance(result, ValueError) for result in results)
+    assert run.groups == [[1, -1, 3]]
+
+
 async def test_a_caller_that_goes_away_does_not_cancel_the_group():
     run = Doubler()
     coalesce = Coalescer(run)
