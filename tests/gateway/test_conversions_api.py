@@ -19,6 +19,9 @@ from tests.conftest import completed_task as stored_task
 
 MSK = dt.timezone(dt.timedelta(hours=3))  # Europe/Moscow has had no DST since 2014
 
+# the retry fields of an upload no failure has touched
+NOT_RETRYING = {"next_attempt_at": None, "attempts": 0, "last_error": None}
+
 
 def recent(hours: float = 1) -> dt.datetime:
     return (dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)).replace(microsecond=0)
@@ -262,6 +265,7 @@ async def test_status_shapes(gateway, settings, pool):
         "errors": None,
         "processed": 0,
         "total": 4,
+        **NOT_RETRYING,
     }
 
     # what the uploader leaves behind: a failed row, a processed file with unlinked rows, a batch error
@@ -315,13 +319,21 @@ async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings
     await batches.fail_rows(pool, uuid.UUID(ids[1]), [1], "bad", retryable=False)
     listed = await (await gateway.get(f"/tasks/{task_id}/conversions")).json()
     assert listed == [
-        {"upload_id": ids[0], "status": "pending", "errors": None, "processed": 0, "total": 2},
+        {
+            "upload_id": ids[0],
+            "status": "pending",
+            "errors": None,
+            "processed": 0,
+            "total": 2,
+            **NOT_RETRYING,
+        },
         {
             "upload_id": ids[1],
             "status": "pending",
             "errors": [{"index": 1, "reason": "bad"}],
             "processed": 0,
             "total": 2,
+            **NOT_RETRYING,
         },
     ]
 
