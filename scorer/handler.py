@@ -198,10 +198,16 @@ async def _retry_later(deps: Deps, task: asyncpg.Record, error: str, retry_after
     if when is not None:
         logger.warning("task %s: %s; next attempt at %s", task["id"], error, when.isoformat())
         return
-    hours = settings.retry_horizon_s / 3600
-    reason = f"gave up after retrying for {hours:g} h (RETRY_HORIZON_S): {error}"
+    reason = f"gave up after retrying for {_duration(settings.retry_horizon_s)} (RETRY_HORIZON_S): {error}"
     logger.warning("task %s failed: %s", task["id"], reason)
     await tasks.fail(deps.pool, task["id"], reason, "Logs API error")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def result_rows(task_id: uuid.UUID, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
