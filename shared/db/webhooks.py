@@ -18,7 +18,6 @@ VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, name, description, counter_id, is_active, created_at, updated_at
 """
 COLUMNS = "id, name, description, counter_id, is_active, created_at, updated_at"
-GET = f"SELECT {COLUMNS}, secret_hash, token_enc FROM webhooks WHERE id = $1"
 LIST = f"SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id"
 SET_ACTIVE = f"""
 UPDATE webhooks SET is_active = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}
@@ -96,10 +95,6 @@ async def insert(
     secret_hash: bytes,
 ) -> asyncpg.Record:
     return await db.fetchrow(INSERT, webhook_id, name, description, counter_id, token_enc, secret_hash)
-
-
-async def get(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
-    return await db.fetchrow(GET, webhook_id)
 
 
 async def list_all(db: Executor) -> list[asyncpg.Record]:
