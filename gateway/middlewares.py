@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -43,10 +44,22 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
-def unavailable() -> web.Response:
-    return web.json_response(
-        {"detail": UNAVAILABLE_DETAIL}, status=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
-    )
+class _Every:
+    """True at most once per `interval_s` (an outage answers thousands of requests: log a few of them)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._next = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self._interval_s
+        return True
+
+
+_log_unavailable = _Every(10.0)
 
 
 @web.middleware
@@ -73,8 +86,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=400)
     except Exception as exc:
         if errors.is_unavailable(exc):  # Postgres is down, restarting or unreachable: not our bug
-            logger.warning("%s %s: 503, a dependency is unavailable: %r", request.method, request.path, exc)
-            return unavailable()
+            if _log_unavailable():
+                logger.warning(
+                    "503 on %s %s, a dependency is unavailable: %r", request.method, request.path, exc
+                )
+            return web.json_response(
+                {"detail": UNAVAILABLE_DETAIL},
+                status=503,
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+            )
         # the id ties the answer to the logged traceback; the exception itself is not the client's business
         error_id = uuid.uuid4().hex
         logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
