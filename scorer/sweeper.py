@@ -27,6 +27,7 @@ from shared.schemas import ScoreTask
 logger = logging.getLogger(__name__)
 
 BATCH = 100  # tasks handled per step and sweep
+BROKER_TIMEOUT_S = 5.0  # a broker that is away fails the step instead of holding the sweep
 
 
 class Sweeper:
@@ -61,7 +62,7 @@ class Sweeper:
         The rows stay locked until their messages are confirmed: if the broker is away, nothing changes
         and the next sweep tries again."""
         settings = self.deps.settings
-        exchange = await self._get_exchange()
+        exchange = await asyncio.wait_for(self._get_exchange(), BROKER_TIMEOUT_S)
         requeued = 0
         async with self.deps.pool.acquire() as conn, conn.transaction():
             for row in await tasks.lock_due(conn, settings.stale_after_s, BATCH):
@@ -79,7 +80,10 @@ class Sweeper:
                     await tasks.fail(conn, row["id"], reason, "stuck")
                     continue
                 try:
-                    await broker.publish(exchange, broker.SCORE_TASKS, ScoreTask(task_id=row["id"]))
+                    message = ScoreTask(task_id=row["id"])
+                    await asyncio.wait_for(
+                        broker.publish(exchange, broker.SCORE_TASKS, message), BROKER_TIMEOUT_S
+                    )
                 except Exception:
                     self._exchange = None
                     raise
