@@ -103,6 +103,6 @@ def is_unavailable(exc: BaseException) -> bool:
     should wait and be retried, never be given up; a group counts when every exception in it does."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_unavailable(inner) for inner in exc.exceptions)
-    if isinstance(exc, _LOCAL_OS_ERRORS):
-        return False
+    if isinstance(exc, _LOCAL_OS_ERRORS) or isinstance(exc, asyncpg.DataError):
+        return False  # a local file error, or a query given bad input (DataError is an InterfaceError)
     return isinstance(exc, _UNAVAILABLE)
