@@ -210,3 +210,46 @@ async def test_an_uploader_stops_within_its_grace_while_a_status_query_hangs(gat
     await asyncio.sleep(0.5)  # let the poller send its (hanging) query
     stop.set()
     await asyncio.wait_for(task, timeout=15)  # returns: nothing waits for the hung answer
+
+
+async def test_a_webhook_batch_is_retried_by_hand_under_its_own_webhook_only(
+    gateway, settings, sandbox, run_service, http
+):
+    sandbox.app[VISITORS].register(COUNTER, ["1301"])
+    resp = await gateway.post(
+        "/webhook/offline-conversions", json={"name": "CRM", "counter_id": COUNTER, "token": "sandbox-token"}
+    )
+    hook = await resp.json()
+    row = {"client_id": "1301", "target": "signup", "date_time": HOUR_AGO}
+    resp = await gateway.post(
+        f"/webhook/offline-conversions/{hook['webhook_id']}",
+        json={"conversions": [row]},
+        headers={"X-Webhook-Secret": hook["secret"], "Authorization": ""},
+    )
+    batch_id = (await resp.json())["batch_id"]
+    run_service(uploader_main, settings)
+
+    async def final():
+        resp = await gateway.get(
+            f"/webhook/offline-conversions/{hook['webhook_id']}/status",
+            params={"batch_id": batch_id},
+            headers={"X-Webhook-Secret": hook["secret"], "Authorization": ""},
+        )
+        body = await resp.json()
+        return body if body["status"] in FINAL else None
+
+    assert (await wait_for(final))["status"] == "error"
+    goal = {"goal": {"name": "Signup", "type": "action", "conditions": [{"type": "exact", "url": "signup"}]}}
+    url = f"{settings.metrika_api_url}/management/v1/counter/{COUNTER}/goals"
+    async with http.post(url, json=goal, headers={"Authorization": "OAuth sandbox-token"}) as resp:
+        assert resp.status == 200
+
+    other = "00000000-0000-0000-0000-000000000001"
+    resp = await gateway.post(f"/webhook/offline-conversions/{other}/batches/{batch_id}/retry")
+    assert resp.status == 404
+    resp = await gateway.post(f"/webhook/offline-conversions/{hook['webhook_id']}/batches/{batch_id}/retry")
+    assert resp.status == 202
+    assert await resp.json() == {"batch_id": batch_id, "status": "pending", "retried": 1}
+    body = await wait_for(final)
+    assert body["status"] == "completed" and body["processed"] == 1
+    assert _sent(sandbox) == ["1301"]
