@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from shared import errors
 from shared.broker import Topology, declare
+from shared.metrika import backoff_s
 from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class RetryPolicy:
     def delay(self, attempt: int) -> float:
         """The wait before retry `attempt` (0 first): doubling from initial_s up to max_s, less up to
         half at random, so that consumers which failed together do not all come back together."""
-        return min(self.max_s, self.initial_s * 2.0 ** min(attempt, 32)) * random.uniform(0.5, 1.0)
+        return backoff_s(attempt + 1, base_s=self.initial_s, max_s=self.max_s)
 
 
 async def run_consumer(
