@@ -4,6 +4,7 @@ machine's own servers (other tests run against those)."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
@@ -34,6 +35,9 @@ async def procs() -> AsyncIterator[list[Proc]]:
     """Started processes; all stopped at teardown, and their output tails printed (shown on failure)."""
     async with running(verbose=True) as started:
         yield started
+        # the services before the sandbox, so that their last log lines are not about a Metrika gone away
+        services = [p for p in started if p.name != "sandbox"]
+        await asyncio.gather(*(p.terminate(grace_s=10) for p in services), return_exceptions=True)
 
 
 @pytest.fixture
