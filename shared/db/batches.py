@@ -104,11 +104,12 @@ SET status = CASE WHEN status = 'accepted' THEN 'pending' ELSE status END,
     updated_at = CASE WHEN status = 'accepted' THEN now() ELSE updated_at END
 WHERE id = $1 AND status IN ('accepted', 'pending')
 """
-# a transient failure: try again at next_attempt_at; retrying_since starts the horizon's clock
+# a transient failure: try again at next_attempt_at; retrying_since starts the horizon's clock. An attempt
+# was made, so the sweeper's count of re-queues without progress starts again (only the horizon ends it)
 RETRY_LATER = """
 UPDATE batches
 SET attempts = attempts + 1, last_error = $2, retrying_since = coalesce(retrying_since, now()),
-    next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+    next_attempt_at = now() + make_interval(secs => $3), updated_at = now(), requeues = 0
 WHERE id = $1 AND status IN ('accepted', 'pending')
 """
 # every file is with Metrika (or failed): nothing left for the sweeper, no retry pending
