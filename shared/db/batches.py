@@ -79,10 +79,6 @@ FROM batches b
 """
 GET_STATUS = STATUS + " WHERE b.id = $1"
 LIST_FOR_TASK = STATUS + " WHERE b.task_id = $1 ORDER BY b.created_at, b.id"
-ROW_ERRORS = """
-SELECT idx, id_type, identifier, reason FROM conversions
-WHERE batch_id = ANY($1::uuid[]) AND status = 'error' ORDER BY batch_id, idx
-"""
 FILE_NOTES = """
 SELECT batch_id, id_type, metrika_upload_id, line_quantity, linked_quantity, user_not_found_quantity,
        goal_not_found_quantity
@@ -347,10 +343,6 @@ async def status(db: Executor, batch_id: uuid.UUID) -> asyncpg.Record | None:
 
 async def list_for_task(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
     return list(await db.fetch(LIST_FOR_TASK, task_id))
-
-
-async def row_errors(db: Executor, batch_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
-    return list(await db.fetch(ROW_ERRORS, batch_ids))
 
 
 async def file_notes(db: Executor, batch_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
