@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from gateway import keys
+from gateway import keys, pages
 from gateway.bodies import parse_query, unprocessable
 from gateway.middlewares import validation_detail
 from shared import broker, errors
@@ -101,13 +101,9 @@ class DeadLetterRecorder:
         return record
 
 
-class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class ListQuery(pages.PageQuery):
     routing_key: str | None = None
     replayed: bool | None = None
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_ID)
 
     @field_validator("routing_key")
     @classmethod
@@ -138,13 +134,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         }
         for row in rows
     ]
-    pagination = {
-        "total": total,
-        "limit": query.limit,
-        "offset": query.offset,
-        "has_more": query.offset + len(rows) < total,
-    }
-    return web.json_response({"data": data, "pagination": pagination})
+    return pages.answer(data, total, query)
 
 
 async def replay_dead_letter(request: web.Request) -> web.Response:

@@ -7,23 +7,12 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 
-from gateway import keys
+from gateway import keys, pages
 from gateway.bodies import parse_body, parse_query
 from shared import broker, errors
 from shared.db import outbox, tasks
 from shared.schemas import ScoreTask, TaskCreate
-
-# Postgres' OFFSET takes a bigint; far past any task's visits, and within it
-MAX_OFFSET = 2**31 - 1
-
-
-class ResultQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
 
 
 async def create_task(request: web.Request) -> web.Response:
@@ -84,7 +73,7 @@ async def task_status(request: web.Request) -> web.Response:
 
 async def task_result(request: web.Request) -> web.Response:
     task = await load_task(request)
-    query = parse_query(request, ResultQuery)
+    query = parse_query(request, pages.PageQuery)
     if task["status"] == "failed":
         raise errors.Conflict(f"Task failed: {task['error']}")
     if task["status"] != "completed":
@@ -103,13 +92,7 @@ async def task_result(request: web.Request) -> web.Response:
         }
         for row in rows
     ]
-    pagination = {
-        "total": total,
-        "limit": query.limit,
-        "offset": query.offset,
-        "has_more": query.offset + len(rows) < total,
-    }
-    return web.json_response({"data": data, "pagination": pagination})
+    return pages.answer(data, total, query)
 
 
 async def load_task(request: web.Request, task_id: uuid.UUID | str | None = None) -> Any:

@@ -13,7 +13,7 @@ from scorer import model
 from scorer.handler import Deps, handle_score_task
 from scorer.sweeper import Sweeper
 from shared import broker, db
-from shared.consumer import serve
+from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
 from shared.schemas import ScoreTask
 from shared.settings import Settings
@@ -27,7 +27,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url)
-    connection = await broker.connect(settings.amqp_url)
+    connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
     # pandas/numpy release the GIL for most of the work; one thread keeps the loop free for progress updates
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
     try:
@@ -52,6 +52,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                     stop,
                     prefetch=settings.prefetch_count,
                     grace_s=settings.shutdown_grace_s,
+                    retry=RetryPolicy.from_settings(settings),
                 )
             finally:
                 stop.set()

@@ -207,16 +207,20 @@ async def next_message(queue: Any, timeout: float = 5) -> Any:
 
 
 async def wait_for(
-    predicate: Callable[[], Awaitable[Any]], timeout: float = 30, interval: float = 0.1
+    predicate: Callable[[], Awaitable[Any]],
+    timeout: float = 30,
+    interval: float = 0.1,
+    what: str = "condition",
 ) -> Any:
-    """Poll an async predicate until it returns something truthy."""
+    """Poll an async predicate until it returns something truthy; an AssertionError naming `what` and the
+    last value after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         value = await predicate()
         if value:
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+            raise AssertionError(f"{what} not met within {timeout}s (last value {value!r})")
         await asyncio.sleep(interval)
 
 

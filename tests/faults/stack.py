@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 
 from shared.settings import Settings
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, wait_for
 from tests.faults.procs import Proc, free_port, settings_env, start_sandbox
 
 COUNTER = 424242
@@ -231,16 +231,8 @@ class Stack:
 
 
 async def until(predicate: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    """Poll an async predicate until it returns something truthy; an AssertionError naming `what` and
-    the last value after `timeout` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not reached within {timeout}s (last value {value!r})")
-        await asyncio.sleep(interval)
+    """conftest's wait_for, with the bound always given."""
+    return await wait_for(predicate, timeout=timeout, interval=interval, what=what)
 
 
 @dataclass
