@@ -38,7 +38,9 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         exchange = await broker.declare(channel, topology)
 
         async def requeue(batch_ids: list[uuid.UUID]) -> None:
-            await broker.publish(exchange, broker.CONVERSION_UPLOADS, UploadBatches(batch_ids=batch_ids))
+            # bounded: the sweeper holds its claim's row locks until the broker confirms
+            message = UploadBatches(batch_ids=batch_ids)
+            await asyncio.wait_for(broker.publish(exchange, broker.CONVERSION_UPLOADS, message), timeout=5.0)
 
         async with aiohttp.ClientSession() as session:
             deps = Deps(
