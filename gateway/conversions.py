@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway import keys
+from gateway import idempotency, keys
 from gateway.bodies import parse_body, read_json, unprocessable
 from gateway.tasks import load_task
 from shared import errors
@@ -79,10 +79,20 @@ async def create_single(request: web.Request) -> web.Response:
     row = check_row(data, 0, rules(settings))
     if not isinstance(row, Conversion):
         raise invalid_rows(Checked([], [row]), 1)
-    batch_id = uuid.uuid4()
+    pool = request.app[keys.PG_POOL]
+    key = idempotency.key_of(request, idempotency.api_key_scope(request), await request.read())
+    batch_id = key.batch_id if key is not None else uuid.uuid4()
+    answer = {"upload_id": str(batch_id), "status": "pending"}
+    if key is not None and (repeat := await idempotency.begin(pool, key, answer)):
+        return repeat
     token_enc = request.app[keys.CIPHER].encrypt(token)
-    await store_batch(request, batch_id, "single", counter, token_enc, "pending", [row.record(batch_id)])
-    return web.json_response({"upload_id": str(batch_id), "status": "pending"})
+    try:
+        await store_batch(request, batch_id, "single", counter, token_enc, "pending", [row.record(batch_id)])
+    except asyncpg.UniqueViolationError as exc:
+        if key is None or not idempotency.is_duplicate_batch(exc):
+            raise
+        return await idempotency.lost_race(pool, key)
+    return web.json_response(answer)
 
 
 async def upload_status(request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway import keys
+from gateway import idempotency, keys
 from gateway.bodies import parse_body, parse_query, read_json
 from gateway.conversions import (
     check_count,
@@ -92,6 +92,7 @@ async def submit(request: web.Request) -> web.Response:
     guard = request.app[keys.WEBHOOK_GUARD]
     await guard.admit(webhook_id, given, client_address(request))
     batch_id = uuid.uuid4()
+    key: idempotency.Key | None = None
     try:
         partial, checked = await _read_conversions(request)
     except (errors.AppError, web.HTTPException, ValidationError) as exc:
@@ -100,11 +101,22 @@ async def submit(request: web.Request) -> web.Response:
         records: list[tuple[Any, ...]] = []
     else:
         refusal = None
+        key = idempotency.key_of(request, f"webhook:{webhook_id}", await request.read())
+        if key is not None:
+            batch_id = key.batch_id
+        result = _accepted(batch_id, partial, checked)
+        if key is not None and (repeat := await idempotency.begin(request.app[keys.PG_POOL], key, result)):
+            return repeat
         records = [row.record(batch_id) for row in checked.valid] + [
             row.record(batch_id) for row in checked.rejected
         ]
     submission = webhooks.Submission(webhook_id, secret_digest(given), None if refusal else batch_id, records)
-    answer = await request.app[keys.INTAKE].submit(submission)
+    try:
+        answer = await request.app[keys.INTAKE].submit(submission)
+    except asyncpg.UniqueViolationError as exc:
+        if refusal is not None or key is None or not idempotency.is_duplicate_batch(exc):
+            raise
+        return await idempotency.lost_race(request.app[keys.PG_POOL], key)
     verdict = answer["verdict"]
     if verdict == "not_found":  # deleted while the body was read
         raise errors.NotFound("Webhook not found")
@@ -120,6 +132,10 @@ async def submit(request: web.Request) -> web.Response:
         raise refusal
     if verdict != "stored":  # every check above passed, so the statement stored it
         raise RuntimeError(f"batch {batch_id} passed every check but was not stored ({verdict})")
+    return web.json_response(result)
+
+
+def _accepted(batch_id: uuid.UUID, partial: bool, checked: Checked) -> dict[str, Any]:
     result: dict[str, Any] = {
         "batch_id": str(batch_id),
         "status": "accepted",
@@ -127,7 +143,7 @@ async def submit(request: web.Request) -> web.Response:
     }
     if partial:
         result["rejected_count"] = len(checked.rejected)
-    return web.json_response(result)
+    return result
 
 
 async def _read_conversions(request: web.Request) -> tuple[bool, Checked]:

@@ -178,3 +178,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_key ON dead_letters (routing_key, id);
 CREATE INDEX IF NOT EXISTS dead_letters_unreplayed ON dead_letters (id) WHERE replayed_at IS NULL;
+
+-- issue 9: Idempotency-Key. A batch made under a key has the id uuid5(scope, key), so the batches table's
+-- primary key holds the promise across replicas and restarts; beside it, the request's SHA-256 (a
+-- different request under the same key is refused) and the answer a repeat gets again
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    batch_id        uuid PRIMARY KEY,
+    request_hash    bytea NOT NULL,
+    answer          jsonb NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
