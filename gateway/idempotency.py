@@ -77,4 +77,9 @@ def _repeat(found: asyncpg.Record, key: Key) -> web.Response:
 
 
 def is_duplicate_batch(exc: BaseException) -> bool:
-    return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "batches_pkey"
+    """The insert of a batch (or of its rows: which constraint fires first is Postgres' choice) whose
+    id is taken."""
+    return isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name in (
+        "batches_pkey",
+        "conversions_pkey",
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 import aio_pika
 import aiohttp
+import asyncpg
 
 from shared import broker
 
@@ -37,6 +38,12 @@ class Stack:
         self.sandbox_port = free_port()
         self.gateway_port = free_port()
         self.prefix = f"demo.{uuid.uuid4().hex[:8]}"
+        # a database of its own, dropped at the end: each run shows a fresh stack (conversions sent by an
+        # earlier run would otherwise be reported as duplicates and not sent again)
+        self.own_database = "DATABASE_URL" not in os.environ
+        self.database_url = os.environ.get(
+            "DATABASE_URL", f"postgresql://postgres@127.0.0.1:5432/metrika_demo_{self.prefix[5:]}"
+        )
         self.logs = ROOT / ".run" / "demo"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -47,6 +54,7 @@ class Stack:
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{self.gateway_port}",
             "METRIKA_API_URL": f"http://127.0.0.1:{self.sandbox_port}",
             "QUEUE_PREFIX": self.prefix,
+            "DATABASE_URL": self.database_url,
             "WORK_DIR": str(self.logs / "work"),
             "LOGS_POLL_INITIAL_S": "0.5",
             "UPLOAD_POLL_S": "0.5",
@@ -78,6 +86,13 @@ class Stack:
                 await channel.queue_delete(topology.dead_queue(key))
             await channel.exchange_delete(topology.exchange)
             await channel.exchange_delete(topology.dead_exchange)
+        if self.own_database:
+            base, name = self.database_url.rsplit("/", 1)
+            admin = await asyncpg.connect(f"{base}/postgres")
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 async def wait_http(session: aiohttp.ClientSession, url: str, what: str, timeout: float = 60) -> None:

@@ -7,12 +7,14 @@ import uuid
 from shared.db import Executor, batches
 
 
-def decide(file_states: list[str], ok_rows: int) -> tuple[str, str | None] | None:
+def decide(file_states: list[str], ok_rows: int, failed_rows: int = 0) -> tuple[str, str | None] | None:
     """(status, error) for a batch whose rows are split into files; None = nothing to change yet."""
     if not file_states:
-        return (
-            ("error", "no conversion of this batch could be uploaded; see errors") if ok_rows == 0 else None
-        )
+        if ok_rows:
+            return None
+        if failed_rows:
+            return "error", "no conversion of this batch could be uploaded; see errors"
+        return "completed", None  # every row was a duplicate of one sent before: nothing left to send
     if any(state in ("new", "uploading") for state in file_states):
         return "pending", None
     if "uploaded" in file_states:
@@ -27,6 +29,6 @@ def decide(file_states: list[str], ok_rows: int) -> tuple[str, str | None] | Non
 
 async def refresh(db: Executor, batch_id: uuid.UUID) -> None:
     """Bring the batch's status along with its files; call it in the transaction that changed a file."""
-    decision = decide(await batches.file_states(db, batch_id), await batches.count_ok_rows(db, batch_id))
+    decision = decide(await batches.file_states(db, batch_id), *await batches.row_counts(db, batch_id))
     if decision is not None:
         await batches.set_status_from_files(db, batch_id, *decision)

@@ -70,6 +70,8 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
             client = deps.client(batch["token_enc"], batch["counter_id"])
             async with deps.counter_slot(batch["counter_id"]):
                 await _check_goals(deps, client, batch)
+                async with deps.pool.acquire() as conn:
+                    await batches.set_aside_duplicates(conn, batch_id)
                 await batches.split_into_files(deps.pool, batch_id)
                 for file in await batches.files(deps.pool, batch_id):
                     if file["status"] in ("new", "uploading"):

@@ -280,7 +280,33 @@ HURRY = """
 UPDATE batches SET next_attempt_at = now(), updated_at = now()
 WHERE id = $1 AND status IN ('accepted', 'pending')
 """
-COUNT_OK_ROWS = "SELECT count(*) FROM conversions WHERE batch_id = $1 AND status <> 'error'"
+# rows still to be sent or sent, and rows that failed (a duplicate is neither)
+ROW_COUNTS = """
+SELECT count(*) FILTER (WHERE status NOT IN ('error', 'duplicate')) AS ok,
+       count(*) FILTER (WHERE status = 'error') AS failed
+FROM conversions WHERE batch_id = $1
+"""
+# the conversion key of each row about to be sent: counter, target, identifier, and the purchase id or
+# else the time. The first row to claim a key owns it; every other row with that key is a duplicate
+_DISCRIMINATOR = "coalesce('purchase:' || c.purchase_id, 'time:' || extract(epoch FROM c.date_time)::bigint)"
+CLAIM_KEYS = f"""
+INSERT INTO conversion_keys (counter_id, target, id_type, identifier, discriminator, batch_id, idx)
+SELECT b.counter_id, c.target, c.id_type, c.identifier, {_DISCRIMINATOR}, c.batch_id, c.idx
+FROM conversions c JOIN batches b ON b.id = c.batch_id
+WHERE c.batch_id = $1 AND c.status = 'pending' AND c.file_id IS NULL
+ORDER BY c.idx
+ON CONFLICT DO NOTHING
+"""
+MARK_DUPLICATES = f"""
+UPDATE conversions c
+SET status = 'duplicate',
+    reason = 'duplicate of row ' || k.idx || ' of batch ' || k.batch_id || ': a conversion is sent once'
+FROM batches b, conversion_keys k
+WHERE c.batch_id = $1 AND c.status = 'pending' AND c.file_id IS NULL AND b.id = c.batch_id
+  AND k.counter_id = b.counter_id AND k.target = c.target AND k.id_type = c.id_type
+  AND k.identifier = c.identifier AND k.discriminator = {_DISCRIMINATOR}
+  AND (k.batch_id, k.idx) <> (c.batch_id, c.idx)
+"""
 
 
 async def insert_batch(
@@ -485,17 +511,27 @@ async def file_states(db: Executor, batch_id: uuid.UUID) -> list[str]:
     return [row["status"] for row in await db.fetch(FILE_STATES, batch_id)]
 
 
-async def count_ok_rows(db: Executor, batch_id: uuid.UUID) -> int:
-    return int(await db.fetchval(COUNT_OK_ROWS, batch_id))
+async def row_counts(db: Executor, batch_id: uuid.UUID) -> tuple[int, int]:
+    """(rows to be sent or sent, rows failed) of a batch."""
+    row = await db.fetchrow(ROW_COUNTS, batch_id)
+    return int(row["ok"]), int(row["failed"])
+
+
+async def set_aside_duplicates(conn: asyncpg.Connection, batch_id: uuid.UUID) -> int:
+    """Claim the conversion keys of the batch's rows about to be sent; the rows whose key another row
+    holds (in this batch or any other of the counter) become `duplicate`. How many did."""
+    async with conn.transaction():
+        await conn.execute(CLAIM_KEYS, batch_id)
+        return int((await conn.execute(MARK_DUPLICATES, batch_id)).split()[-1])
 
 
 # the first `limit` row errors of each batch, with the batch's count of them: a failed file fails every
 # row with the same reason, and a status answer should not grow with the batch
 FIRST_ROW_ERRORS = """
-SELECT batch_id, idx, reason, errors_total FROM (
-    SELECT batch_id, idx, reason, row_number() OVER (PARTITION BY batch_id ORDER BY idx) AS n,
+SELECT batch_id, idx, status, reason, errors_total FROM (
+    SELECT batch_id, idx, status, reason, row_number() OVER (PARTITION BY batch_id ORDER BY idx) AS n,
            count(*) OVER (PARTITION BY batch_id) AS errors_total
-    FROM conversions WHERE batch_id = ANY($1::uuid[]) AND status = 'error'
+    FROM conversions WHERE batch_id = ANY($1::uuid[]) AND status IN ('error', 'duplicate')
 ) e
 WHERE n <= $2 ORDER BY batch_id, idx
 """

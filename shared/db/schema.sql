@@ -188,3 +188,25 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     answer          jsonb NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+
+-- issue 9: one conversion is sent once. Its key: counter, target, identifier, and the purchase id or else
+-- the time; the row that claimed it first owns it, a later row with the same key is a `duplicate`
+CREATE TABLE IF NOT EXISTS conversion_keys (
+    counter_id      bigint NOT NULL,
+    target          text NOT NULL,
+    id_type         text NOT NULL,
+    identifier      text NOT NULL,
+    discriminator   text NOT NULL,
+    batch_id        uuid NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+    idx             integer NOT NULL,
+    PRIMARY KEY (counter_id, target, id_type, identifier, discriminator)
+);
+CREATE INDEX IF NOT EXISTS conversion_keys_row ON conversion_keys (batch_id, idx);
+DO $$ BEGIN  -- once: re-validating the constraint at every start would scan every row
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'conversions_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%duplicate%') THEN
+        ALTER TABLE conversions DROP CONSTRAINT IF EXISTS conversions_status_check;
+        ALTER TABLE conversions ADD CONSTRAINT conversions_status_check
+            CHECK (status IN ('pending', 'uploaded', 'completed', 'error', 'duplicate'));
+    END IF;
+END $$;

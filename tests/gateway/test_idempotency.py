@@ -43,7 +43,7 @@ async def _batches(pool) -> int:
 async def test_a_repeated_webhook_request_gets_its_original_answer_and_uploads_once(
     gateway, settings, sandbox, pool, run_service
 ):
-    sandbox.app[VISITORS].register(COUNTER, ["1", "2"])
+    sandbox.app[VISITORS].register(COUNTER, ["1", "2", "3", "4"])
     hook = await _webhook(gateway)
     rows = [_row("1"), _row("2")]
     first = await _submit(gateway, hook, rows, key="order-77")
@@ -52,7 +52,8 @@ async def test_a_repeated_webhook_request_gets_its_original_answer_and_uploads_o
     again = await _submit(gateway, hook, rows, key="order-77")
     assert again.status == 200 and await again.json() == original
     # several repeats at once: still one batch
-    answers = await asyncio.gather(*(_submit(gateway, hook, rows, key="order-78") for _ in range(6)))
+    others = [_row("3"), _row("4")]
+    answers = await asyncio.gather(*(_submit(gateway, hook, others, key="order-78") for _ in range(6)))
     bodies = [await resp.json() for resp in answers]
     assert {resp.status for resp in answers} == {200}
     assert len({body["batch_id"] for body in bodies}) == 1
@@ -66,7 +67,7 @@ async def test_a_repeated_webhook_request_gets_its_original_answer_and_uploads_o
 
     await wait_for(both_final)
     sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
-    assert sent == ["1", "1", "2", "2"]  # two keys, two batches of two rows: each row once per batch
+    assert sent == ["1", "2", "3", "4"]  # two keys, two batches of two rows, each row once
 
 
 async def test_the_same_key_with_another_body_is_a_conflict(gateway, pool):
