@@ -27,11 +27,29 @@ _AMO_STATUS = re.compile(r"[0-9]{1,19}")
 _BITRIX_STATUS = re.compile(r"[A-Z0-9_]{1,64}(?::[A-Z0-9_]{1,64})?")
 _BITRIX_FIELD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 
-# amoCRM status ids, or Bitrix24 stage/status ids (each source's own form is checked by source_problems)
-StatusKey = Annotated[
-    str, StringConstraints(pattern=r"^(?:[0-9]{1,19}|[A-Z0-9_]{1,64}(?::[A-Z0-9_]{1,64})?)$")
-]
-FieldRef = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
+_FIELD_REF = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def _status_id(value: str) -> str:
+    # either source's form here; each source's own is checked by CrmMapping.source_problems
+    if not (_AMO_STATUS.fullmatch(value) or _BITRIX_STATUS.fullmatch(value)):
+        raise ValueError(
+            "status ids are amoCRM numbers (e.g. 142) or Bitrix24 ids (e.g. WON, C1:WON, UC_ABC123)"
+        )
+    return value
+
+
+def _field_ref(value: str) -> str:
+    if not _FIELD_REF.fullmatch(value):
+        raise ValueError(
+            "must name a CRM field: an amoCRM custom field id or code, or a Bitrix24 field code such as "
+            "UF_CRM_1700000000 (letters, digits and _, at most 64)"
+        )
+    return value
+
+
+StatusKey = Annotated[str, AfterValidator(_status_id)]
+FieldRef = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_field_ref)]
 GoalTarget = Annotated[str, AfterValidator(conversions.parse_target)]
 Currency = Annotated[str, AfterValidator(conversions.parse_currency)]
 
