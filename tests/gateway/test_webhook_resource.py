@@ -6,8 +6,12 @@ import datetime as dt
 import json
 import uuid
 
+from aiohttp.test_utils import make_mocked_request
+from pydantic import SecretStr
+
+from gateway.middlewares import shown_path
 from sandbox.app import CONVERSIONS, VISITORS
-from shared.crypto import TokenCipher
+from shared.crypto import TokenCipher, rekey
 from shared.db import locks
 from tests.conftest import wait_for
 from uploader.main import main as uploader_main
@@ -456,3 +460,30 @@ async def test_rotate_returns_the_new_url(gateway, settings):
         gateway, f"{BASE}/{plain['webhook_id']}/{rotated['secret']}", [conversion()], headers=NO_KEY
     )
     assert resp.status == 200
+
+
+async def test_rekey_reencrypts_the_bitrix24_secrets(gateway, pool):
+    await create(
+        gateway,
+        source="bitrix24",
+        mapping=BITRIX_MAPPING,
+        application_token=APP_TOKEN,
+        bitrix_webhook_url=BITRIX_URL,
+    )
+    report = await rekey(pool, TokenCipher(SecretStr("new-key,test-encryption-key")))
+    assert report.rekeyed["webhooks"] == 3 and report.unreadable == 0  # the Metrika token and both secrets
+    new_only = TokenCipher(SecretStr("new-key"))
+    row = await pool.fetchrow("SELECT * FROM webhooks")
+    assert new_only.decrypt(row["token_enc"]) == GOOD_TOKEN
+    assert new_only.decrypt(row["application_token_enc"]) == APP_TOKEN
+    assert new_only.decrypt(row["bitrix_webhook_url_enc"]) == BITRIX_URL
+
+
+def test_a_secret_in_the_path_is_masked_in_log_lines():
+    secret = "Zm9vYmFyYmF6cXV4LXNlY3JldC1zZWdtZW50LTQzY2g"
+    path = f"{BASE}/{uuid.uuid4()}/{secret}"
+    request = make_mocked_request("POST", path, match_info={"webhook_id": "x", "secret": secret})
+    shown = shown_path(request)
+    assert secret not in shown and shown == path.replace(secret, "***")
+    plain = make_mocked_request("POST", f"{BASE}/abc", match_info={"webhook_id": "abc"})
+    assert shown_path(plain) == f"{BASE}/abc"
