@@ -25,7 +25,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING {LISTED}
 """
 LIST = f"SELECT {LISTED} FROM webhooks ORDER BY created_at, id"
-SOURCE_FOR_UPDATE = "SELECT source FROM webhooks WHERE id = $1 FOR UPDATE"
+# NO KEY: a submission storing a batch for it (its foreign key check) is not held up
+SOURCE_FOR_UPDATE = "SELECT source FROM webhooks WHERE id = $1 FOR NO KEY UPDATE"
 # PATCH: NULL leaves a field as it is; $3, $9 and $11 say whether description, application token and
 # Bitrix24 URL are given (they may be set to NULL)
 UPDATE = f"""
