@@ -105,10 +105,8 @@ async def update_webhook(request: web.Request) -> web.Response:
             raise errors.NotFound("Webhook not found")
         problems = body.source_problems(cast(Source, source))
         if problems:
-            raise unprocessable(
-                [{"loc": ["body"], "msg": f"Value error, {p} (source {source})", "type": "value_error"}
-                 for p in problems]
-            )  # fmt: skip
+            msgs = [f"Value error, {problem} (source {source})" for problem in problems]
+            raise unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
         row = await webhooks.update(conn, webhook_id, change)
         updated = await webhooks.apply_credentials(conn, webhook_id) if body.changes_credentials() else 0
     guard.forget(webhook_id)
