@@ -44,6 +44,12 @@ def client_address(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+def shown_path(request: web.Request) -> str:
+    """The path for a log line: a webhook secret carried in it (a CRM's URL) is masked."""
+    secret = request.match_info.get("secret")
+    return request.path.replace(secret, "***") if secret else request.path
+
+
 class _Every:
     """True at most once per `interval_s` (an outage answers thousands of requests: log a few of them)."""
 
@@ -82,13 +88,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response({"detail": exc.reason}, status=exc.status, headers=_keep_headers(exc))
     except ConnectionResetError:
         # the client went away while its body was being read: nobody to answer, nothing went wrong here
-        logger.debug("client left during %s %s", request.method, request.path)
+        logger.debug("client left during %s %s", request.method, shown_path(request))
         return web.Response(status=400)
     except Exception as exc:
         if errors.is_unavailable(exc):  # Postgres is down, restarting or unreachable: not our bug
             if _log_unavailable():
                 logger.warning(
-                    "503 on %s %s, a dependency is unavailable: %r", request.method, request.path, exc
+                    "503 on %s %s, a dependency is unavailable: %r", request.method, shown_path(request), exc
                 )
             return web.json_response(
                 {"detail": UNAVAILABLE_DETAIL},
@@ -97,7 +103,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             )
         # the id ties the answer to the logged traceback; the exception itself is not the client's business
         error_id = uuid.uuid4().hex
-        logger.exception("unhandled error %s on %s %s", error_id, request.method, request.path)
+        logger.exception("unhandled error %s on %s %s", error_id, request.method, shown_path(request))
         return web.json_response({"detail": "Internal server error", "error_id": error_id}, status=500)
 
 

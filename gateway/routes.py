@@ -25,7 +25,10 @@ def setup_routes(app: web.Application) -> None:
     # submit first: the hottest route is the first one tried for its path (and shares it with PATCH)
     app.router.add_post("/webhook/offline-conversions/{webhook_id}", webhooks.submit)  # the webhook's secret
     app.router.add_patch("/webhook/offline-conversions/{webhook_id}", webhooks.update_webhook)
+    app.router.add_delete("/webhook/offline-conversions/{webhook_id}", webhooks.delete_webhook)
     app.router.add_post("/webhook/offline-conversions/{webhook_id}/rotate-secret", webhooks.rotate_secret)
+    # the secret as the last path segment (the URL a CRM calls): after every POST /{webhook_id}/<word> route
+    app.router.add_post("/webhook/offline-conversions/{webhook_id}/{secret}", webhooks.submit_by_url)
     app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)  # secret
     app.router.add_post(
         "/webhook/offline-conversions/{webhook_id}/batches/{batch_id}/retry", retries.retry_webhook_batch

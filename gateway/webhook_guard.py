@@ -53,8 +53,9 @@ class WebhookGuard:
         self._loading: dict[uuid.UUID, asyncio.Future[asyncpg.Record | None]] = {}
         self._full_until: dict[uuid.UUID, float] = {}
 
-    async def admit(self, webhook_id: uuid.UUID, given: str, address: str) -> None:
-        """Let a submission's body be read: 404, 403 or 429 otherwise (in that order)."""
+    async def admit(self, webhook_id: uuid.UUID, given: str, address: str) -> asyncpg.Record:
+        """Let a submission's body be read (the webhook's AUTH record): 404, 403 or 429 otherwise (in that
+        order)."""
         webhook = await self.authenticate(webhook_id, given, address)
         if not webhook["is_active"]:
             raise errors.Forbidden("Webhook is deactivated")
@@ -64,6 +65,7 @@ class WebhookGuard:
             if left > 0:
                 raise self.too_many(left)
             del self._full_until[webhook_id]
+        return webhook
 
     async def authenticate(self, webhook_id: uuid.UUID, given: str, address: str) -> asyncpg.Record:
         """The webhook's secret_hash and is_active if `given` is its secret; 404 or 403 otherwise."""
@@ -79,7 +81,9 @@ class WebhookGuard:
             if webhook is None:
                 raise errors.NotFound("Webhook not found")
             if not given:
-                raise errors.Forbidden(f"Missing webhook secret: send it in the {SECRET_HEADER} header")
+                raise errors.Forbidden(
+                    f"Missing webhook secret: send it in the {SECRET_HEADER} header (or in the webhook's URL)"
+                )
             raise errors.Forbidden("Invalid webhook secret")
         assert webhook is not None
         return webhook
@@ -98,7 +102,7 @@ class WebhookGuard:
         )
 
     def forget(self, webhook_id: uuid.UUID) -> None:
-        """The webhook changed (secret rotated, (de)activated): look it up afresh next time."""
+        """The webhook changed (secret rotated, edited, deleted): look it up afresh next time."""
         self._entries.pop(webhook_id, None)
         self._loading.pop(webhook_id, None)  # a look-up under way no longer fills the cache
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway import idempotency, keys
-from gateway.bodies import parse_body, parse_query, read_json
+from gateway.bodies import parse_body, parse_query, read_json, unprocessable
 from gateway.conversions import (
     check_count,
     invalid_rows,
@@ -27,6 +27,8 @@ from gateway.middlewares import client_address, public
 from gateway.webhook_guard import SECRET_HEADER, secret_digest
 from shared import errors
 from shared.conversions import Checked, check_rows
+from shared.crm_mapping import CRM_SOURCES, Source
+from shared.crypto import TokenCipher
 from shared.db import batches, webhooks
 from shared.schemas import WebhookConversions, WebhookCreate, WebhookUpdate
 
@@ -48,13 +50,26 @@ async def create_webhook(request: web.Request) -> web.Response:
     body = await parse_body(request, WebhookCreate)
     webhook_id = uuid.uuid4()
     secret = secrets.token_urlsafe(32)
-    token_enc = request.app[keys.CIPHER].encrypt(body.token)
-    pool = request.app[keys.PG_POOL]
-    await webhooks.insert(
-        pool, webhook_id, body.name, body.description, body.counter_id, token_enc, secret_digest(secret)
+    cipher = request.app[keys.CIPHER]
+    new = webhooks.NewWebhook(
+        webhook_id,
+        body.name,
+        body.description,
+        body.counter_id,
+        cipher.encrypt(body.token),
+        secret_digest(secret),
+        body.source,
+        body.mapping.model_dump(mode="json") if body.mapping else None,
+        _encrypt(cipher, body.application_token),
+        _encrypt(cipher, body.bitrix_webhook_url),
     )
+    await webhooks.insert(request.app[keys.PG_POOL], new)
     return web.json_response(
-        {"webhook_id": str(webhook_id), "secret": secret, "url": _url(request, webhook_id)}
+        {
+            "webhook_id": str(webhook_id),
+            "secret": secret,
+            "url": _url(request, webhook_id, body.source, secret),
+        }
     )
 
 
@@ -64,33 +79,82 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 async def update_webhook(request: web.Request) -> web.Response:
+    """PATCH: the fields given change; a token or counter change reaches, in the same transaction, the
+    webhook's batches not uploaded yet (`batches_updated`)."""
     webhook_id = _webhook_id(request)
     body = await parse_body(request, WebhookUpdate)
-    row = await webhooks.set_active(request.app[keys.PG_POOL], webhook_id, body.is_active)
+    cipher = request.app[keys.CIPHER]
+    given = body.model_fields_set
+    change = webhooks.Change(
+        name=body.name,
+        description_given="description" in given,
+        description=body.description,
+        token_enc=_encrypt(cipher, body.token),
+        counter_id=body.counter_id,
+        mapping=body.mapping.model_dump(mode="json") if body.mapping else None,
+        is_active=body.is_active,
+        application_token_given="application_token" in given,
+        application_token_enc=_encrypt(cipher, body.application_token),
+        bitrix_webhook_url_given="bitrix_webhook_url" in given,
+        bitrix_webhook_url_enc=_encrypt(cipher, body.bitrix_webhook_url),
+    )
+    guard = request.app[keys.WEBHOOK_GUARD]
+    async with request.app[keys.PG_POOL].acquire() as conn, conn.transaction():
+        source = await webhooks.source_for_update(conn, webhook_id)
+        if source is None:
+            raise errors.NotFound("Webhook not found")
+        problems = body.source_problems(cast(Source, source))
+        if problems:
+            msgs = [f"Value error, {problem} (source {source})" for problem in problems]
+            raise unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
+        row = await webhooks.update(conn, webhook_id, change)
+        updated = await webhooks.apply_credentials(conn, webhook_id) if body.changes_credentials() else 0
+    guard.forget(webhook_id)
+    return web.json_response({**_webhook(request, row), "batches_updated": updated})
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    """DELETE: its batches stay (webhook_id set to NULL), readable by API key at /conversions/{id}/status."""
+    webhook_id = _webhook_id(request)
+    deleted = await webhooks.delete(request.app[keys.PG_POOL], webhook_id)
     request.app[keys.WEBHOOK_GUARD].forget(webhook_id)
-    if row is None:
+    if not deleted:
         raise errors.NotFound("Webhook not found")
-    return web.json_response(_webhook(request, row))
+    return web.Response(status=204)
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
     webhook_id = _webhook_id(request)
     secret = secrets.token_urlsafe(32)
-    if not await webhooks.set_secret(request.app[keys.PG_POOL], webhook_id, secret_digest(secret)):
+    source = await webhooks.set_secret(request.app[keys.PG_POOL], webhook_id, secret_digest(secret))
+    if source is None:
         raise errors.NotFound("Webhook not found")
     request.app[keys.WEBHOOK_GUARD].forget(webhook_id)
-    return web.json_response({"webhook_id": str(webhook_id), "secret": secret})
+    url = _url(request, webhook_id, source, secret)
+    return web.json_response({"webhook_id": str(webhook_id), "secret": secret, "url": url})
 
 
 @public
 async def submit(request: web.Request) -> web.Response:
-    """Answers in the order 404, 403, 429, then the body's 408/413/422/400. The path and header are checked
-    before the body is read (gateway.webhook_guard); then one statement per group of concurrent requests
-    checks them again, counts the request against the rate and stores the batch (gateway.intake)."""
+    """The secret in the X-Webhook-Secret header, or in `?secret=` for a sender that cannot set one."""
+    return await _submit(request, _given_secret(request))
+
+
+@public
+async def submit_by_url(request: web.Request) -> web.Response:
+    """The secret as the URL's last path segment: the form a CRM calls as it is."""
+    return await _submit(request, request.match_info["secret"])
+
+
+async def _submit(request: web.Request, given: str) -> web.Response:
+    """Answers in the order 404, 403, 429, then the body's 408/413/415/422/400. The path and secret are
+    checked before the body is read (gateway.webhook_guard); then one statement per group of concurrent
+    requests checks them again, counts the request against the rate and stores the batch (gateway.intake)."""
     webhook_id = _webhook_id(request)
-    given = request.headers.get(SECRET_HEADER, "")
     guard = request.app[keys.WEBHOOK_GUARD]
-    await guard.admit(webhook_id, given, client_address(request))
+    webhook = await guard.admit(webhook_id, given, client_address(request))
+    if webhook["source"] != "json":
+        raise UnsupportedBody(_CRM_BODIES[webhook["source"]])
     batch_id = uuid.uuid4()
     key: idempotency.Key | None = None
     try:
@@ -166,7 +230,7 @@ async def batch_status(request: web.Request) -> web.Response:
     pool = request.app[keys.PG_POOL]
     webhook_id = _webhook_id(request)
     await request.app[keys.WEBHOOK_GUARD].authenticate(
-        webhook_id, request.headers.get(SECRET_HEADER, ""), client_address(request)
+        webhook_id, _given_secret(request), client_address(request)
     )
     query = parse_query(request, StatusQuery)
     row = await batches.status(pool, query.batch_id)
@@ -182,12 +246,26 @@ def _webhook_id(request: web.Request) -> uuid.UUID:
         raise errors.NotFound("Webhook not found") from None
 
 
-def _url(request: web.Request, webhook_id: uuid.UUID) -> str:
+def _given_secret(request: web.Request) -> str:
+    """The X-Webhook-Secret header, else the `secret` query parameter."""
+    return request.headers.get(SECRET_HEADER) or request.query.get("secret", "")
+
+
+def _url(request: web.Request, webhook_id: uuid.UUID, source: str = "json", secret: str = "") -> str:
+    """The webhook's URL; for a CRM source, given its secret, the one the CRM calls as it is (the secret
+    as the last path segment), since a CRM cannot set the X-Webhook-Secret header."""
     base = request.app[keys.SETTINGS].public_base_url.rstrip("/")
-    return f"{base}/webhook/offline-conversions/{webhook_id}"
+    url = f"{base}/webhook/offline-conversions/{webhook_id}"
+    return f"{url}/{secret}" if secret and source in CRM_SOURCES else url
+
+
+def _encrypt(cipher: TokenCipher, value: str | None) -> bytes | None:
+    return None if value is None else cipher.encrypt(value)
 
 
 def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
+    """A webhook as GET and PATCH show it: never its secret or tokens, only whether the Bitrix24 ones are
+    set; `url` without the secret (the CRM's URL with it is shown at creation and rotation only)."""
     return {
         "webhook_id": str(row["id"]),
         "name": row["name"],
@@ -196,4 +274,24 @@ def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
         "is_active": row["is_active"],
         "created_at": iso_utc(row["created_at"]),
         "url": _url(request, row["id"]),
+        "source": row["source"],
+        "mapping": row["mapping"],
+        "has_application_token": row["has_application_token"],
+        "has_bitrix_webhook_url": row["has_bitrix_webhook_url"],
     }
+
+
+class UnsupportedBody(errors.AppError):
+    """A CRM-source webhook's body: the CRM parsers are not wired into the submit path yet."""
+
+    status = 415
+
+
+_CRM_BODIES = {
+    source: (
+        f"This webhook's source is {source}: it takes {name}'s application/x-www-form-urlencoded event "
+        'bodies, which this gateway version does not parse yet; JSON {"conversions": [...]} bodies go to a '
+        "webhook created with source json"
+    )
+    for source, name in (("amocrm", "amoCRM/Kommo"), ("bitrix24", "Bitrix24"))
+}

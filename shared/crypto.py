@@ -97,14 +97,15 @@ class RekeyReport:
 
 
 async def rekey(pool: db.Executor, cipher: TokenCipher, page: int = 500) -> RekeyReport:
-    """Re-encrypt every stored token (tasks, batches, webhooks) under the first key. Safe to run while the
-    services run and to run again: a row is replaced only if it still holds what was read."""
+    """Re-encrypt every stored token (tasks, batches, webhooks, and a Bitrix24 webhook's application token
+    and portal URL) under the first key. Safe to run while the services run and to run again: a row is
+    replaced only if it still holds what was read."""
     report = RekeyReport()
-    for table in tokens.TABLES:
-        report.rekeyed[table] = 0
+    for table, column in tokens.COLUMNS:
+        report.rekeyed.setdefault(table, 0)
         rotated: dict[bytes, bytes] = {}  # batches copy their webhook's token: one re-encryption each
         after = tokens.FIRST_ID
-        while rows := await tokens.page(pool, table, after, page):
+        while rows := await tokens.page(pool, table, after, page, column):
             after = rows[-1]["id"]
             changes: list[tuple[object, bytes, bytes]] = []
             for row in rows:
@@ -119,7 +120,7 @@ async def rekey(pool: db.Executor, cipher: TokenCipher, page: int = 500) -> Reke
                         report.unreadable += 1
                         continue
                 changes.append((row["id"], blob, rotated[blob]))
-            report.rekeyed[table] += await tokens.replace(pool, table, changes)
+            report.rekeyed[table] += await tokens.replace(pool, table, changes, column)
     return report
 
 

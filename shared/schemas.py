@@ -15,9 +15,11 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from shared import conversions
+from shared.crm_mapping import CrmMapping, HttpUrlText, Source, webhook_problems
 
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
@@ -110,14 +112,66 @@ class WebhookCreate(BaseModel):
     counter_id: CounterId
     token: Token
     description: LongText | None = None
+    source: Source = "json"
+    mapping: CrmMapping | None = None
+    # bitrix24 only: compared with the event's auth[application_token]; the portal's inbound-webhook URL
+    application_token: Token | None = None
+    bitrix_webhook_url: HttpUrlText | None = None
+
+    @model_validator(mode="after")
+    def _fits_source(self) -> WebhookCreate:
+        bitrix_only = [n for n in _BITRIX_ONLY if getattr(self, n) is not None]
+        problems = webhook_problems(self.source, self.mapping, mapping_given=True, bitrix_only=bitrix_only)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+_BITRIX_ONLY = ("application_token", "bitrix_webhook_url")
 
 
 class WebhookUpdate(BaseModel):
-    """PATCH /webhook/offline-conversions/{webhook_id}."""
+    """PATCH /webhook/offline-conversions/{webhook_id}: the fields given change (at least one); null clears
+    `description`, `application_token` and `bitrix_webhook_url`. The source is fixed at creation."""
 
     model_config = ConfigDict(extra="forbid")
 
-    is_active: StrictBool
+    name: Text | None = None
+    description: LongText | None = None
+    token: Token | None = None
+    counter_id: CounterId | None = None
+    mapping: CrmMapping | None = None
+    is_active: StrictBool | None = None
+    application_token: Token | None = None
+    bitrix_webhook_url: HttpUrlText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_source(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "source" in data:
+            raise ValueError("source is fixed at creation: create another webhook for another source")
+        return data
+
+    @model_validator(mode="after")
+    def _something(self) -> WebhookUpdate:
+        if not self.model_fields_set:
+            raise ValueError(
+                f"nothing to change: give at least one of {', '.join(WebhookUpdate.model_fields)}"
+            )
+        for name in ("name", "token", "counter_id", "is_active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def source_problems(self, source: Source) -> list[str]:
+        """Why the fields given do not fit the webhook's source (see crm_mapping.webhook_problems)."""
+        bitrix_only = [n for n in _BITRIX_ONLY if getattr(self, n) is not None]
+        given = "mapping" in self.model_fields_set
+        return webhook_problems(source, self.mapping, mapping_given=given, bitrix_only=bitrix_only)
+
+    def changes_credentials(self) -> bool:
+        """A token or counter change: applies to the webhook's batches not uploaded yet."""
+        return self.token is not None or self.counter_id is not None
 
 
 class WebhookConversions(BaseModel):

@@ -12,7 +12,8 @@ TRY_LOCK = "SELECT pg_try_advisory_lock($1)"
 UNLOCK = "SELECT pg_advisory_unlock($1)"
 
 
-def _key(object_id: uuid.UUID) -> int:
+def key(object_id: uuid.UUID) -> int:
+    """The advisory lock key of an object (also taken, per transaction, by shared.db.webhooks)."""
     return object_id.int & ((1 << 63) - 1)
 
 
@@ -24,9 +25,9 @@ async def hold(pool: asyncpg.Pool, object_id: uuid.UUID) -> AsyncIterator[bool]:
     queue; so a duplicate delivery seen while the lock is held can simply be dropped.
     """
     async with pool.acquire() as conn:
-        locked = bool(await conn.fetchval(TRY_LOCK, _key(object_id)))
+        locked = bool(await conn.fetchval(TRY_LOCK, key(object_id)))
         try:
             yield locked
         finally:
             if locked:
-                await conn.fetchval(UNLOCK, _key(object_id))
+                await conn.fetchval(UNLOCK, key(object_id))

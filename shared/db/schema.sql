@@ -210,3 +210,14 @@ DO $$ BEGIN  -- once: re-validating the constraint at every start would scan eve
             CHECK (status IN ('pending', 'uploaded', 'completed', 'error', 'duplicate'));
     END IF;
 END $$;
+
+-- issue 9: the webhook resource (a source per webhook, its CRM mapping, Bitrix24 secrets; editable)
+-- source is fixed at creation; mapping (shared/crm_mapping.py) is NULL for json webhooks; the Bitrix24
+-- application token and inbound-webhook URL are kept encrypted like the Metrika token, never returned
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'json'
+    CHECK (source IN ('json', 'amocrm', 'bitrix24'));
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS mapping jsonb;
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS application_token_enc bytea;
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS bitrix_webhook_url_enc bytea;
+-- a webhook's batches: its token or counter change reaches those not uploaded yet; DELETE sets it NULL
+CREATE INDEX IF NOT EXISTS batches_webhook ON batches (webhook_id) WHERE webhook_id IS NOT NULL;

@@ -1,4 +1,5 @@
-"""The encrypted Metrika tokens of every table that keeps one, for `metrika-score rekey` (shared.crypto)."""
+"""The encrypted values (Metrika tokens, Bitrix24 secrets) of every table, for `metrika-score rekey`
+(shared.crypto)."""
 
 from __future__ import annotations
 
@@ -9,30 +10,46 @@ import asyncpg
 
 from shared.db import Executor
 
-TABLES = ("tasks", "batches", "webhooks")
+# every encrypted column: the Metrika tokens, and a Bitrix24 webhook's application token and portal URL
+COLUMNS = (
+    ("tasks", "token_enc"),
+    ("batches", "token_enc"),
+    ("webhooks", "token_enc"),
+    ("webhooks", "application_token_enc"),
+    ("webhooks", "bitrix_webhook_url_enc"),
+)
 FIRST_ID = uuid.UUID(int=0)
-# one page of (id, token_enc) after the id given, in id order (the primary key's index)
-PAGE = {table: f"SELECT id, token_enc FROM {table} WHERE id > $1 ORDER BY id LIMIT $2" for table in TABLES}
-# swap each row's token for its re-encryption, unless it changed since it was read
+# one page of (id, token_enc: the column's value) after the id given, in id order (the primary key's index)
+PAGE = {
+    (table, column): f"""
+    SELECT id, {column} AS token_enc FROM {table} WHERE id > $1 AND {column} IS NOT NULL ORDER BY id LIMIT $2
+    """
+    for table, column in COLUMNS
+}
+# swap each row's value for its re-encryption, unless it changed since it was read
 REPLACE = {
-    table: f"""
+    (table, column): f"""
     WITH x AS (SELECT * FROM unnest($1::uuid[], $2::bytea[], $3::bytea[]) AS x(id, old, new)),
-    done AS (UPDATE {table} AS t SET token_enc = x.new FROM x WHERE t.id = x.id AND t.token_enc = x.old
+    done AS (UPDATE {table} AS t SET {column} = x.new FROM x WHERE t.id = x.id AND t.{column} = x.old
              RETURNING 1)
     SELECT count(*) FROM done
     """
-    for table in TABLES
+    for table, column in COLUMNS
 }
 
 
-async def page(db: Executor, table: str, after: uuid.UUID, limit: int) -> list[asyncpg.Record]:
-    return list(await db.fetch(PAGE[table], after, limit))
+async def page(
+    db: Executor, table: str, after: uuid.UUID, limit: int, column: str = "token_enc"
+) -> list[asyncpg.Record]:
+    return list(await db.fetch(PAGE[table, column], after, limit))
 
 
-async def replace(db: Executor, table: str, changes: Sequence[tuple[object, bytes, bytes]]) -> int:
-    """Apply (id, old token_enc, new token_enc) changes; the number of rows changed."""
+async def replace(
+    db: Executor, table: str, changes: Sequence[tuple[object, bytes, bytes]], column: str = "token_enc"
+) -> int:
+    """Apply (id, old value, new value) changes to `column`; the number of rows changed."""
     if not changes:
         return 0
     ids, old, new = zip(*changes, strict=True)
-    count = await db.fetchval(REPLACE[table], list(ids), list(old), list(new))
+    count = await db.fetchval(REPLACE[table, column], list(ids), list(old), list(new))
     return int(count)

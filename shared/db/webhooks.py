@@ -9,22 +9,67 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from shared.db import Executor, rates
+from shared.db import Executor, locks, rates
 from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json, records_json
 
-INSERT = """
-INSERT INTO webhooks (id, name, description, counter_id, token_enc, secret_hash)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, name, description, counter_id, is_active, created_at, updated_at
-"""
 COLUMNS = "id, name, description, counter_id, is_active, created_at, updated_at"
-LIST = f"SELECT {COLUMNS} FROM webhooks ORDER BY created_at, id"
-SET_ACTIVE = f"""
-UPDATE webhooks SET is_active = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}
+# what GET/PATCH answer: never a secret or token, only whether the Bitrix24 ones are set
+LISTED = f"""{COLUMNS}, source, mapping, application_token_enc IS NOT NULL AS has_application_token,
+    bitrix_webhook_url_enc IS NOT NULL AS has_bitrix_webhook_url"""
+INSERT = f"""
+INSERT INTO webhooks (
+    id, name, description, counter_id, token_enc, secret_hash, source, mapping, application_token_enc,
+    bitrix_webhook_url_enc
+)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+RETURNING {LISTED}
 """
-SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING id"
+LIST = f"SELECT {LISTED} FROM webhooks ORDER BY created_at, id"
+# NO KEY: a submission storing a batch for it (its foreign key check) is not held up
+SOURCE_FOR_UPDATE = "SELECT source FROM webhooks WHERE id = $1 FOR NO KEY UPDATE"
+# PATCH: NULL leaves a field as it is; $3, $9 and $11 say whether description, application token and
+# Bitrix24 URL are given (they may be set to NULL)
+UPDATE = f"""
+UPDATE webhooks SET
+    name = coalesce($2, name),
+    description = CASE WHEN $3 THEN $4 ELSE description END,
+    token_enc = coalesce($5, token_enc),
+    counter_id = coalesce($6, counter_id),
+    mapping = coalesce($7::jsonb, mapping),
+    is_active = coalesce($8, is_active),
+    application_token_enc = CASE WHEN $9 THEN $10 ELSE application_token_enc END,
+    bitrix_webhook_url_enc = CASE WHEN $11 THEN $12 ELSE bitrix_webhook_url_enc END,
+    updated_at = now()
+WHERE id = $1
+RETURNING {LISTED}
+"""
+# A webhook's batches not uploaded yet: waiting (accepted/pending) with no file sent or being sent, so the
+# whole batch still goes out under one token and counter (a file Metrika has is polled with the batch's)
+_NOT_SENT = """
+b.webhook_id = $1 AND b.status IN ('accepted', 'pending')
+AND NOT EXISTS (SELECT 1 FROM upload_files f WHERE f.batch_id = b.id AND f.status <> 'new')
+"""
+UNSENT_BATCHES = f"SELECT b.id FROM batches b WHERE {_NOT_SENT} ORDER BY b.id"
+# of the batches given, those no uploader holds now (the uploader's session lock, shared/db/locks.py);
+# held by this transaction until it ends, so none is taken while its credentials change
+LOCK_FREE = """
+SELECT x.id FROM unnest($1::uuid[], $2::bigint[]) AS x(id, lock_key)
+WHERE pg_try_advisory_xact_lock(x.lock_key)
+"""
+# the webhook's token and counter onto its batches given, checked again under their locks
+SET_BATCH_CREDENTIALS = f"""
+WITH done AS (
+    UPDATE batches b SET token_enc = w.token_enc, counter_id = w.counter_id
+    FROM webhooks w
+    WHERE w.id = b.webhook_id AND b.id = ANY($2::uuid[]) AND {_NOT_SENT}
+    RETURNING 1
+)
+SELECT count(*) FROM done
+"""
+DELETE = "DELETE FROM webhooks WHERE id = $1 RETURNING id"
+SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING source"
 # What a submission's path and header are checked against before its body is read (gateway.webhook_guard)
-AUTH = "SELECT secret_hash, is_active FROM webhooks WHERE id = $1"
+AUTH = "SELECT secret_hash, is_active, source FROM webhooks WHERE id = $1"
 # Webhook submissions, a whole group of concurrent requests in ONE statement (one round trip, one
 # commit): each request's webhook; the requests with the right secret to an active webhook counted against
 # `$3` requests in any 60 s (shared/db/rates.py, atomic across gateway replicas), in arrival order; and,
@@ -85,28 +130,74 @@ ORDER BY req.ord
 """
 
 
-async def insert(
-    db: Executor,
-    webhook_id: uuid.UUID,
-    name: str,
-    description: str | None,
-    counter_id: int,
-    token_enc: bytes,
-    secret_hash: bytes,
-) -> asyncpg.Record:
-    return await db.fetchrow(INSERT, webhook_id, name, description, counter_id, token_enc, secret_hash)
+class NewWebhook(NamedTuple):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    counter_id: int
+    token_enc: bytes
+    secret_hash: bytes
+    source: str
+    mapping: dict[str, Any] | None
+    application_token_enc: bytes | None
+    bitrix_webhook_url_enc: bytes | None
+
+
+async def insert(db: Executor, new: NewWebhook) -> asyncpg.Record:
+    return await db.fetchrow(INSERT, *new)
 
 
 async def list_all(db: Executor) -> list[asyncpg.Record]:
     return list(await db.fetch(LIST))
 
 
-async def set_active(db: Executor, webhook_id: uuid.UUID, active: bool) -> asyncpg.Record | None:
-    return await db.fetchrow(SET_ACTIVE, webhook_id, active)
+class Change(NamedTuple):
+    """A PATCH: None leaves a field as it is; `*_given`: whether a nullable field is set (maybe to None)."""
+
+    name: str | None
+    description_given: bool
+    description: str | None
+    token_enc: bytes | None
+    counter_id: int | None
+    mapping: dict[str, Any] | None
+    is_active: bool | None
+    application_token_given: bool
+    application_token_enc: bytes | None
+    bitrix_webhook_url_given: bool
+    bitrix_webhook_url_enc: bytes | None
 
 
-async def set_secret(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) -> bool:
-    return await db.fetchval(SET_SECRET, webhook_id, secret_hash) is not None
+async def source_for_update(conn: asyncpg.Connection, webhook_id: uuid.UUID) -> str | None:
+    """The webhook's source, its row locked until the transaction ends; None if it does not exist."""
+    source = await conn.fetchval(SOURCE_FOR_UPDATE, webhook_id)
+    return None if source is None else str(source)
+
+
+async def update(conn: asyncpg.Connection, webhook_id: uuid.UUID, change: Change) -> asyncpg.Record:
+    return await conn.fetchrow(UPDATE, webhook_id, *change)
+
+
+async def apply_credentials(conn: asyncpg.Connection, webhook_id: uuid.UUID) -> int:
+    """Copy the webhook's token and counter onto its batches not uploaded yet (inside the caller's
+    transaction); the number of batches changed. A batch an uploader holds right now keeps what it is
+    being uploaded with."""
+    ids = [row["id"] for row in await conn.fetch(UNSENT_BATCHES, webhook_id)]
+    if not ids:
+        return 0
+    free = [row["id"] for row in await conn.fetch(LOCK_FREE, ids, [locks.key(i) for i in ids])]
+    if not free:
+        return 0
+    return int(await conn.fetchval(SET_BATCH_CREDENTIALS, webhook_id, free))
+
+
+async def delete(db: Executor, webhook_id: uuid.UUID) -> bool:
+    return await db.fetchval(DELETE, webhook_id) is not None
+
+
+async def set_secret(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) -> str | None:
+    """The webhook's source once its secret is replaced; None if it does not exist."""
+    source = await db.fetchval(SET_SECRET, webhook_id, secret_hash)
+    return None if source is None else str(source)
 
 
 class Submission(NamedTuple):
@@ -130,5 +221,5 @@ async def submit(
 
 
 async def auth(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
-    """The webhook's `secret_hash` and `is_active`, None if it does not exist."""
+    """The webhook's `secret_hash`, `is_active` and `source`, None if it does not exist."""
     return await db.fetchrow(AUTH, webhook_id)

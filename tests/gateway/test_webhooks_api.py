@@ -92,7 +92,13 @@ async def test_list_never_shows_secret_or_token(gateway, settings):
         "is_active",
         "created_at",
         "url",
+        "source",
+        "mapping",
+        "has_application_token",
+        "has_bitrix_webhook_url",
     }
+    assert listed[0]["source"] == "json" and listed[0]["mapping"] is None
+    assert listed[0]["has_application_token"] is False and listed[0]["has_bitrix_webhook_url"] is False
     assert listed[0]["webhook_id"] == first["webhook_id"] and listed[0]["url"] == first["url"]
     assert listed[1]["description"] is None and listed[0]["is_active"] is True
     assert listed[0]["created_at"].endswith("Z")
@@ -200,7 +206,7 @@ async def test_deactivate_and_reactivate(gateway, pool):
     assert (await resp.json())["is_active"] is True
     assert (await submit(gateway, hook, [conversion()])).status == 200
 
-    for bad in ({"is_active": "no"}, {}, {"is_active": False, "name": "x"}):
+    for bad in ({"is_active": "no"}, {}, {"is_active": False, "color": "x"}, {"is_active": None}):
         assert (await gateway.patch(path, json=bad)).status == 422
     for wid in (uuid.uuid4(), "nope"):
         resp = await gateway.patch(f"{BASE}/{wid}", json={"is_active": False})
@@ -212,7 +218,8 @@ async def test_rotate_secret(gateway, pool):
     resp = await gateway.post(f"{BASE}/{hook['webhook_id']}/rotate-secret")
     assert resp.status == 200
     rotated = await resp.json()
-    assert set(rotated) == {"webhook_id", "secret"} and rotated["secret"] != hook["secret"]
+    assert set(rotated) == {"webhook_id", "secret", "url"} and rotated["secret"] != hook["secret"]
+    assert rotated["url"] == hook["url"]  # a json webhook's secret travels in the header, not the URL
     assert (await submit(gateway, hook, [conversion()])).status == 403
     assert (await submit(gateway, hook, [conversion()], secret=rotated["secret"])).status == 200
     resp = await gateway.post(f"{BASE}/{uuid.uuid4()}/rotate-secret")

@@ -79,7 +79,9 @@ async def _store(pool, blobs: list[bytes]) -> None:
     """One row per blob in each of tasks, webhooks and batches."""
     for blob in blobs:
         await tasks.insert(pool, uuid.uuid4(), dt.date(2026, 1, 1), 1, blob)
-        await webhooks.insert(pool, uuid.uuid4(), "crm", None, 1, blob, b"h" * 32)
+        await webhooks.insert(
+            pool, webhooks.NewWebhook(uuid.uuid4(), "crm", None, 1, blob, b"h" * 32, "json", None, None, None)
+        )
         await pool.execute(
             "INSERT INTO batches (id, source, counter_id, token_enc, status)"
             " VALUES ($1, 'single', 1, $2, 'accepted')",
