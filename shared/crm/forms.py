@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -43,6 +44,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_FIELDS = 10_000
 MAX_DEPTH = 32
 _ASCII_PROBE = "&=[]%+;azAZ09_-."
+_CHARSET_NAME = re.compile(r"[A-Za-z0-9._:-]{1,40}")
 _MAX_INDEX_DIGITS = 18  # PHP turns a key into an integer only within a 64-bit long
 
 
@@ -89,14 +91,17 @@ def form_encoding(content_type: str | None) -> str:
     for param in params.split(";"):
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
-            charset = value.strip().strip("\"'").strip().lower()
+            charset = value.strip().strip("\"'").strip().lower() or charset
     return _codec(charset[:64])
 
 
 @functools.lru_cache(maxsize=64)
 def _codec(charset: str) -> str:
-    shown = repr(charset) if charset.isascii() and charset.isprintable() else "given"
+    plain = _CHARSET_NAME.fullmatch(charset) is not None
+    shown = repr(charset) if plain else "given"
     try:
+        if not plain:
+            raise LookupError(charset)
         info = codecs.lookup(charset)
     except LookupError:
         raise FormError(f"the charset {shown} is unknown") from None

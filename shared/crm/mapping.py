@@ -79,7 +79,8 @@ def map_event(
     fields = enriched_fields or {}
     status = event.status_id or _first(_enriched(fields, key) for key in _STATUS_KEYS)
     if status is None:
-        hint = " (a Bitrix24 event needs its deal or lead fetched first)" if not fields else ""
+        unfetched = event.source == "bitrix24" and not fields
+        hint = " (a Bitrix24 event needs its deal or lead fetched first)" if unfetched else ""
         return Ignored(f"the {event.entity} has no status{hint}")
     target = mapping.target_by_status.get(status)
     if target is None:
