@@ -45,6 +45,7 @@ MAX_FIELDS = 10_000
 MAX_DEPTH = 32
 _ASCII_PROBE = "&=[]%+;azAZ09_-."
 _CHARSET_NAME = re.compile(r"[A-Za-z0-9._:-]{1,40}")
+_CACHED_KEY_BYTES = 256
 _MAX_INDEX_DIGITS = 18  # PHP turns a key into an integer only within a 64-bit long
 
 
@@ -52,14 +53,30 @@ class FormError(ValueError):
     """A body that cannot be read as a CRM form; the message says why (and never echoes a value)."""
 
 
-class _Node(dict[str, Any]):
-    """A container while the form is being built: remembers PHP's next index for `a[]`."""
+Segment = tuple[str | None, int | None]  # a key segment (None: `[]`) and the integer PHP makes of it
 
-    __slots__ = ("next_index",)
+
+class _Node(dict[str, Any]):
+    """A container while the form is being built: PHP's next index for `a[]`, and whether every key so
+    far is an integer (then it becomes a list)."""
+
+    __slots__ = ("listlike", "next_index")
 
     def __init__(self) -> None:
         super().__init__()
         self.next_index = 0
+        self.listlike = True
+
+    def slot(self, segment: Segment) -> str:
+        key, index = segment
+        if key is None:
+            index = self.next_index
+            key = str(index)
+        if index is None:
+            self.listlike = False
+        elif index >= self.next_index:
+            self.next_index = index + 1
+        return key
 
 
 def parse_form(body: bytes, content_type: str | None = FORM_TYPE) -> dict[str, Any]:
@@ -74,7 +91,9 @@ def parse_form(body: bytes, content_type: str | None = FORM_TYPE) -> dict[str, A
         if not pair:
             continue
         raw_key, _, raw_value = pair.partition(b"=")
-        path = _key_path(_decode(raw_key, encoding))
+        path = (
+            _cached_path(raw_key, encoding) if len(raw_key) <= _CACHED_KEY_BYTES else _path(raw_key, encoding)
+        )
         if path is not None:
             _assign(root, path, _decode(raw_value, encoding))
     return {key: _finish(value) for key, value in root.items()}
@@ -124,18 +143,18 @@ def _decode(raw: bytes, encoding: str) -> str:
     return raw.decode(encoding, "replace")
 
 
-def _key_path(key: str) -> list[str | None] | None:
-    """The base name and bracketed segments of a key (None: `[]`), or None for a key PHP would drop."""
-    key = key.lstrip(" ")
+def _path(raw_key: bytes, encoding: str) -> tuple[Segment, ...] | None:
+    """The base name and bracketed segments of a key, or None for a key PHP would drop."""
+    key = _decode(raw_key, encoding).lstrip(" ")
     start = key.find("[")
     if start == -1:
-        return [key] if key else None
+        return ((key, None),) if key else None
     if key.find("]", start + 1) == -1:  # an unclosed first bracket is part of the name
         name = key[:start] + "_" + key[start + 1 :]
-        return [name] if start else None
+        return ((name, None),) if start else None
     if not start:
         return None
-    path: list[str | None] = [key[:start]]
+    path: list[Segment] = [(key[:start], None)]
     at = start
     while at < len(key) and key[at] == "[":
         end = key.find("]", at + 1)
@@ -143,9 +162,14 @@ def _key_path(key: str) -> list[str | None] | None:
             break
         if len(path) > MAX_DEPTH:
             raise FormError(f"a key nests deeper than {MAX_DEPTH} levels")
-        path.append(key[at + 1 : end] or None)
+        segment = key[at + 1 : end]
+        path.append((segment, _index(segment)) if segment else (None, None))
         at = end + 1
-    return path
+    return tuple(path)
+
+
+# the keys of a CRM's bodies repeat from request to request; long (rare) keys are not kept
+_cached_path = functools.lru_cache(maxsize=4096)(_path)
 
 
 def _index(segment: str) -> int | None:
@@ -160,31 +184,20 @@ def _index(segment: str) -> int | None:
     return None
 
 
-def _slot(node: _Node, segment: str | None) -> str:
-    if segment is None:
-        index: int | None = node.next_index
-        segment = str(index)
-    else:
-        index = _index(segment)
-    if index is not None and index >= node.next_index:
-        node.next_index = index + 1
-    return segment
-
-
-def _assign(root: _Node, path: list[str | None], value: str) -> None:
+def _assign(root: _Node, path: tuple[Segment, ...], value: str) -> None:
     node = root
     for segment in path[:-1]:
-        key = _slot(node, segment)
+        key = node.slot(segment)
         child = node.get(key)
         if not isinstance(child, _Node):
             child = node[key] = _Node()
         node = child
-    node[_slot(node, path[-1])] = value
+    node[node.slot(path[-1])] = value
 
 
 def _finish(value: Any) -> Any:
     if not isinstance(value, _Node):
         return value
-    if all(_index(key) is not None for key in value):
+    if value.listlike:
         return [_finish(item) for item in value.values()]
     return {key: _finish(item) for key, item in value.items()}
