@@ -179,7 +179,7 @@ class BitrixPortals:
         return self.put("lead", code, leads)
 
     def get(self, kind: str, code: str, entity_id: str) -> Entity | None:
-        return (self.deals if kind == "deal" else self.leads)[code].get(entity_id)
+        return (self.deals if kind == "deal" else self.leads).get(code, {}).get(entity_id)
 
     def record_run(self, portal: str, method: str, start: float, processing: float) -> tuple[float, float]:
         """Count one execution of ``method``; the (operating seconds, operating_reset_at) to report."""
@@ -201,7 +201,10 @@ class BitrixPortals:
         codes = sorted(set(self.deals) | set(self.leads))
         return {
             "portals": {
-                code: {"deals": list(self.deals[code].values()), "leads": list(self.leads[code].values())}
+                code: {
+                    "deals": list(self.deals.get(code, {}).values()),
+                    "leads": list(self.leads.get(code, {}).values()),
+                }
                 for code in codes
             },
             "limit": self.limit.to_json(),
