@@ -47,6 +47,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         "--unknown-visitor-id", action="append", default=[], help="UserId/Yclid that never links (repeatable)"
     )
     parser.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
+    parser.add_argument(
+        "--bitrix-webhook-code",
+        action="append",
+        help="accepted Bitrix24 inbound-webhook code (repeatable; replaces the default)",
+    )
+    parser.add_argument(
+        "--bitrix-rps",
+        type=float,
+        default=defaults.bitrix_rps,
+        help="Bitrix24 requests/s per portal",
+    )
+    parser.add_argument(
+        "--bitrix-burst", type=int, default=defaults.bitrix_burst, help="Bitrix24 requests in a burst"
+    )
     parser.add_argument("--today", type=date.fromisoformat, default=None, help="pretend today is YYYY-MM-DD")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -65,6 +79,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         default_goals=tuple(args.goal) if args.goal else defaults.default_goals,
         unknown_visitor_ids=frozenset(args.unknown_visitor_id),
         max_upload_bytes=args.max_upload_bytes,
+        bitrix_webhook_codes=(
+            frozenset(args.bitrix_webhook_code) if args.bitrix_webhook_code else defaults.bitrix_webhook_codes
+        ),
+        bitrix_rps=args.bitrix_rps,
+        bitrix_burst=args.bitrix_burst,
     )
     return args, config
 

@@ -1,8 +1,9 @@
 """The sandbox application: an emulator of Yandex Metrika's APIs for tests and local runs.
 
-Composition: shared middlewares (request log -> error envelope -> auth -> quotas -> faults), the
-``/sandbox/*`` control API, and one module per emulated API: ``sandbox.logs_api`` and
-``sandbox.conversions`` (offline conversions + goals).
+Composition: shared middlewares (request log -> error envelope -> Bitrix24 envelope under /rest/ ->
+auth -> quotas -> faults), the ``/sandbox/*`` control API, and one module per emulated API:
+``sandbox.logs_api``, ``sandbox.conversions`` (offline conversions + goals) and ``sandbox.bitrix24``
+(Bitrix24 REST, for CRM enrichment).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from aiohttp import web
 
 from sandbox.auth import auth_middleware
+from sandbox.bitrix24 import BITRIX, bitrix_envelope_middleware, setup_bitrix24
 from sandbox.config import SandboxConfig
 from sandbox.control import FAULTS, REQUEST_LOG
 from sandbox.control import routes as control_routes
@@ -23,6 +25,7 @@ from sandbox.quotas import Quotas, quotas_middleware
 from sandbox.request_log import RequestLog, request_log_middleware
 
 __all__ = [
+    "BITRIX",
     "CONFIG",
     "CONVERSIONS",
     "DAYS",
@@ -52,6 +55,7 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
         middlewares=[
             request_log_middleware(request_log),
             errors_middleware,
+            bitrix_envelope_middleware,
             auth_middleware(config.tokens),
             quotas_middleware(quotas),
             faults_middleware(faults),
@@ -64,4 +68,5 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app.router.add_routes(control_routes)
     setup_logs_api(app, config, faults)
     setup_conversions(app, config, faults, app[DAYS])
+    setup_bitrix24(app, config)
     return app

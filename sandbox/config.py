@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-__all__ = ["DEFAULT_GOALS", "SandboxConfig"]
+__all__ = ["DEFAULT_BITRIX_WEBHOOK_CODE", "DEFAULT_GOALS", "SandboxConfig"]
 
 #: identifiers (``Target`` values) of the action goals every counter starts with
 DEFAULT_GOALS: tuple[str, ...] = ("4plus", "purchase", "registration", "order_confirmed", "lead", "call")
+#: the inbound-webhook code the Bitrix24 emulator accepts out of the box (any user id)
+DEFAULT_BITRIX_WEBHOOK_CODE = "b24sandboxcode01"
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class SandboxConfig:
     per IP) of 0 or less disable that quota.  ``conversion_processing_seconds`` is how long an
     offline-conversions upload takes to reach its final status (0: at once).
     ``unknown_visitor_ids`` are UserId/Yclid values that never link.
+    Bitrix24 REST emulator: ``bitrix_webhook_codes`` are the accepted inbound-webhook codes; its leaky
+    bucket drains ``bitrix_rps`` requests a second and refuses past ``bitrix_burst`` (Bitrix24's
+    documented 2 and 50 for non-Enterprise plans); ``bitrix_rps`` of 0 or less disables it.
     """
 
     tokens: frozenset[str] = frozenset({"sandbox-token"})
@@ -35,3 +40,7 @@ class SandboxConfig:
     default_goals: tuple[str, ...] = DEFAULT_GOALS
     unknown_visitor_ids: frozenset[str] = frozenset()
     max_upload_bytes: int = 1024**3
+    # issue 9: the Bitrix24 REST emulator (sandbox/bitrix24.py)
+    bitrix_webhook_codes: frozenset[str] = frozenset({DEFAULT_BITRIX_WEBHOOK_CODE})
+    bitrix_rps: float = 2.0
+    bitrix_burst: int = 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -15,6 +16,8 @@ from sandbox.faults import CONTROL_PREFIX
 __all__ = ["RequestLog", "RequestRecord", "request_log_middleware"]
 
 _SECRET_PARAMS = frozenset({"oauth_token", "token"})
+#: a Bitrix24 inbound-webhook code is a secret in the path: /rest/<user_id>/<code>/<method>
+_WEBHOOK_CODE = re.compile(r"^(/rest/[^/]+/)[^/]+(/)")
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ def request_log_middleware(request_log: RequestLog) -> Middleware:
             raise
         finally:
             query = {k: v for k, v in request.query.items() if k.lower() not in _SECRET_PARAMS}
-            request_log.append(RequestRecord(request.method, request.path, query, status, time.time()))
+            path = _WEBHOOK_CODE.sub(r"\1***\2", request.path)
+            request_log.append(RequestRecord(request.method, path, query, status, time.time()))
 
     return middleware

@@ -82,14 +82,15 @@ def backoff_s(attempt: int, *, base_s: float, max_s: float, retry_after: float |
 
 
 class _WaitBackoff(tenacity.wait.wait_base):
-    """tenacity's wait: `backoff_s` of the attempt, honouring the last error's `Retry-After`."""
+    """tenacity's wait: `backoff_s` of the attempt, honouring the last error's `retry_after` (seconds), if
+    it has one."""
 
     def __init__(self, base_s: float, max_s: float) -> None:
         self.base_s, self.max_s = base_s, max_s
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        retry_after = exc.retry_after if isinstance(exc, MetrikaError) else None
+        retry_after: float | None = getattr(exc, "retry_after", None)
         if retry_after is not None:
             retry_after = min(retry_after, self.max_s)
         return backoff_s(
@@ -107,19 +108,28 @@ def retryable(error: MetrikaError) -> bool:
     return error.retryable
 
 
+def backoff_policy(
+    attempts: int, max_s: float, retry_if: Callable[[BaseException], bool]
+) -> tenacity.AsyncRetrying:
+    """The in-process retry of any outside API call (Metrika, a CRM): exceptions `retry_if` accepts,
+    `attempts` tries, `backoff_s` up to `max_s` (never shorter than the error's `retry_after`), each retry
+    logged with the error's own text (so that text must never hold a secret)."""
+    return tenacity.AsyncRetrying(
+        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        wait=_WaitBackoff(min(1.0, max_s), max_s),
+        retry=tenacity.retry_if_exception(retry_if),
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
 def retry_policy(
     attempts: int, max_s: float, retry_on: Callable[[MetrikaError], bool] = retryable
 ) -> tenacity.AsyncRetrying:
     """The in-process policy of every Metrika call: errors `retry_on` accepts (default: the retryable
     ones), `attempts` tries, backoff up to `max_s`. Longer outages are the caller's to schedule durably
     (a next attempt time in Postgres)."""
-    return tenacity.AsyncRetrying(
-        stop=tenacity.stop_after_attempt(max(1, attempts)),
-        wait=_WaitBackoff(min(1.0, max_s), max_s),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, MetrikaError) and retry_on(e)),
-        before_sleep=_log_retry,
-        reraise=True,
-    )
+    return backoff_policy(attempts, max_s, lambda e: isinstance(e, MetrikaError) and retry_on(e))
 
 
 async def _json_body(resp: aiohttp.ClientResponse) -> Any:
