@@ -18,7 +18,7 @@ class SandboxConfig:
     ``max_parallel``, ``rps`` (Logs API, per IP) and ``management_rps`` (other Management API calls,
     per IP) of 0 or less disable that quota.  ``conversion_processing_seconds`` is how long an
     offline-conversions upload takes to reach its final status (0: at once).
-    ``unknown_visitor_ids`` are UserId/Yclid values that never link.
+    ``unknown_visitor_ids`` are UserId/Yclid/PurchaseId values that never link.
     """
 
     tokens: frozenset[str] = frozenset({"sandbox-token"})
