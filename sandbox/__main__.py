@@ -44,7 +44,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         help="identifier of a default action goal (repeatable; replaces the defaults)",
     )
     parser.add_argument(
-        "--unknown-visitor-id", action="append", default=[], help="UserId/Yclid that never links (repeatable)"
+        "--unknown-visitor-id",
+        action="append",
+        default=[],
+        help="UserId/Yclid/PurchaseId that never links (repeatable)",
     )
     parser.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
     parser.add_argument(

@@ -20,7 +20,7 @@ class SandboxConfig:
     ``max_parallel``, ``rps`` (Logs API, per IP) and ``management_rps`` (other Management API calls,
     per IP) of 0 or less disable that quota.  ``conversion_processing_seconds`` is how long an
     offline-conversions upload takes to reach its final status (0: at once).
-    ``unknown_visitor_ids`` are UserId/Yclid values that never link.
+    ``unknown_visitor_ids`` are UserId/Yclid/PurchaseId values that never link.
     Bitrix24 REST emulator: ``bitrix_webhook_codes`` are the accepted inbound-webhook codes; its leaky
     bucket drains ``bitrix_rps`` requests a second and refuses past ``bitrix_burst`` (Bitrix24's
     documented 2 and 50 for non-Enterprise plans); ``bitrix_rps`` of 0 or less disables it.

@@ -16,10 +16,16 @@ from sandbox.errors import ApiError
 
 __all__ = ["CLIENT_ID_TYPES", "ID_COLUMNS", "ConversionRow", "ParsedConversions", "parse_conversions"]
 
-#: client_id_type -> the identifier column it needs
-CLIENT_ID_TYPES: dict[str, str] = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid"}
-#: every identifier column Yandex documents (PurchaseId is not emulated, but counts as "mixing")
-ID_COLUMNS: tuple[str, ...] = ("ClientId", "UserId", "Yclid", "PurchaseId")
+#: client_id_type -> the identifier column it needs. Yandex documents the PurchaseId column; the value
+#: PURCHASE_ID is not in its client_id_type reference (unverified), so it is emulated by analogy.
+CLIENT_ID_TYPES: dict[str, str] = {
+    "CLIENT_ID": "ClientId",
+    "USER_ID": "UserId",
+    "YCLID": "Yclid",
+    "PURCHASE_ID": "PurchaseId",
+}
+#: every identifier column Yandex documents; a file carries exactly one
+ID_COLUMNS: tuple[str, ...] = tuple(CLIENT_ID_TYPES.values())
 REQUIRED_COLUMNS: tuple[str, ...] = ("Target", "DateTime")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("Price", "Currency")
 _CANONICAL = {name.lower(): name for name in ID_COLUMNS + REQUIRED_COLUMNS + OPTIONAL_COLUMNS}

@@ -242,7 +242,7 @@ class UploadingStore:
         )
 
     async def _known(self, uploading: Uploading, row: ConversionRow, by_day: dict[date, set[str]]) -> bool:
-        if uploading.client_id_type != "CLIENT_ID":
+        if uploading.client_id_type != "CLIENT_ID":  # UserId, Yclid, PurchaseId (docs/sandbox.md)
             return self.visitors.unverifiable_known(row.visitor)
         day = moscow_date(row.timestamp)
         if day not in by_day:

@@ -1,7 +1,8 @@
 """Which visitors the sandbox "knows", for linking offline conversions to sessions.
 
 A ClientId is known on a day if the simulator produced it for that counter on that day (or it was
-registered by hand); UserId and Yclid cannot be checked, so every one is known unless listed as unknown.
+registered by hand); UserId, Yclid and PurchaseId cannot be checked, so every one is known unless listed
+as unknown.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Visitors:
         self.registered.setdefault(counter, set()).update(str(c).strip() for c in client_ids)
 
     def mark_unknown(self, ids: Iterable[str]) -> None:
-        """These UserId/Yclid values never link."""
+        """These UserId/Yclid/PurchaseId values never link."""
         self.unknown_ids.update(str(i).strip() for i in ids)
 
     def clear(self) -> None:
@@ -53,7 +54,7 @@ class Visitors:
         self.unknown_ids = set(self.configured_unknown)
 
     def unverifiable_known(self, visitor: str) -> bool:
-        """UserId/Yclid rule: any non-empty value not listed as unknown."""
+        """UserId/Yclid/PurchaseId rule: any non-empty value not listed as unknown."""
         return bool(visitor) and visitor not in self.unknown_ids
 
     async def clients_on(self, counter: int, day: date) -> frozenset[str]:

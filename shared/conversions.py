@@ -7,12 +7,14 @@ A row is a JSON object with:
   A time without a zone is in the counter's time zone (setting `counter_timezone`, Europe/Moscow by
   default). It may not be in the future (60 s of clock skew allowed) nor older than `max_age`: Metrika
   links a conversion only to a recent visit, so an old one would never be attributed.
-- at least one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or non-negative
-  JSON integers (kept as their exact decimal text, within the same length; a fraction or exponent cannot
-  carry an exact id and is refused). With several, the first of client_id, user_id, yclid is used; every
-  one sent must still be valid.
+- an identifier: one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or
+  non-negative JSON integers (kept as their exact decimal text, within the same length; a fraction or
+  exponent cannot carry an exact id and is refused). With several, the first of client_id, user_id, yclid
+  is used; every one sent must still be valid. A row with none of them but a `purchase_id` is identified by
+  it (id type PURCHASE_ID, Metrika's `PurchaseId` column); beside another identifier, `purchase_id` is
+  only kept as an attribute.
 - `price` (optional): a number from 0 to MAX_PRICE (10^12). `currency` (optional): an active ISO 4217
-  code, case-insensitive. `purchase_id` (optional): 1..255 characters (or a non-negative JSON integer).
+  code, case-insensitive. `purchase_id`: 1..255 characters (or a non-negative JSON integer).
 
 `null` or an empty string means "not given" for the optional fields and the identifiers. Other fields are
 ignored. Every field parser raises ValueError with the reason, so pydantic validators can reuse them.
@@ -32,13 +34,16 @@ from typing import Any, Literal, TypeVar
 from shared.currencies import ISO_4217
 
 T = TypeVar("T")
-IdType = Literal["CLIENT_ID", "USER_ID", "YCLID"]
+IdType = Literal["CLIENT_ID", "USER_ID", "YCLID", "PURCHASE_ID"]
 # the order decides which identifier a row uses when it carries several
 ID_FIELDS: tuple[tuple[str, IdType], ...] = (
     ("client_id", "CLIENT_ID"),
     ("user_id", "USER_ID"),
     ("yclid", "YCLID"),
 )
+# a row with none of ID_FIELDS is identified by its purchase_id (Metrika's PurchaseId)
+PURCHASE_ID: IdType = "PURCHASE_ID"
+NO_IDENTIFIER = "one of client_id, user_id, yclid, purchase_id is required"
 MAX_ID_CHARS = 128
 MAX_TEXT_CHARS = 255
 # far above any real purchase, far below what numeric arithmetic and Metrika's CSV would choke on
@@ -180,7 +185,7 @@ def _usual_row(raw: dict[str, Any], rules: Rules) -> tuple[Any, ...] | None:
             id_type, identifier = kind, text
     target = _usual_text(get("target"), MAX_TEXT_CHARS)
     when = get("date_time")
-    if id_type is None or not target or type(when) is not str:
+    if not target or type(when) is not str:
         return None
     try:
         moment = parse_date_time(when, rules)
@@ -208,6 +213,10 @@ def _usual_row(raw: dict[str, Any], rules: Rules) -> tuple[Any, ...] | None:
         purchase_id = purchase_id.strip() or None  # empty: not given
         if purchase_id is not None and not _usual_text(purchase_id, MAX_TEXT_CHARS):
             return None
+    if id_type is None:
+        if purchase_id is None:
+            return None
+        id_type, identifier = PURCHASE_ID, purchase_id
     return id_type, identifier, target, moment, price, currency, purchase_id
 
 
@@ -234,13 +243,15 @@ def _judge_row(raw: Any, index: int, rules: Rules) -> Conversion | Rejected:
             return None
 
     ids = [(id_type, field(name, parse_identifier)) for name, id_type in ID_FIELDS if given(raw.get(name))]
-    if not ids:
-        errors.append(RowError(index, "client_id", "one of client_id, user_id, yclid is required"))
+    if not ids and not given(raw.get("purchase_id")):
+        errors.append(RowError(index, "client_id", NO_IDENTIFIER))
     target = field("target", parse_target)
     when = field("date_time", parse_date_time, rules)
     price = field("price", optional(parse_price))
     currency = field("currency", optional(parse_currency))
     purchase_id = field("purchase_id", optional(parse_purchase_id))
+    if not ids and purchase_id is not None:
+        ids = [(PURCHASE_ID, purchase_id)]
     id_type, identifier = ids[0] if ids else (None, None)
     if errors:
         return Rejected(index, tuple(errors), id_type if identifier else None, identifier)

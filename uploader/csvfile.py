@@ -1,4 +1,7 @@
-"""Yandex's offline-conversions CSV: one identifier column per file, DateTime in Unix seconds."""
+"""Yandex's offline-conversions CSV: one identifier column per file, DateTime in Unix seconds.
+
+Yandex documents exactly one identifier column per file, matching `client_id_type`; so a row's
+purchase_id travels only in a PurchaseId file (rows identified by it), never beside another identifier."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from decimal import Decimal
 
 import asyncpg
 
-ID_COLUMNS = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid"}
+ID_COLUMNS = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid", "PURCHASE_ID": "PurchaseId"}
 
 
 def build(id_type: str, rows: Iterable[asyncpg.Record]) -> bytes:

@@ -221,3 +221,26 @@ ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS application_token_enc bytea;
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS bitrix_webhook_url_enc bytea;
 -- a webhook's batches: its token or counter change reaches those not uploaded yet; DELETE sets it NULL
 CREATE INDEX IF NOT EXISTS batches_webhook ON batches (webhook_id) WHERE webhook_id IS NOT NULL;
+
+-- issue 9: PurchaseId
+-- a conversion with only a purchase_id is uploaded in its own PurchaseId file (client_id_type=PURCHASE_ID).
+-- The wider CHECKs replace the original ones once: guarded, so that a service start does not re-check
+-- every row under an exclusive lock each time.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'conversions'::regclass
+                   AND conname = 'conversions_id_type_check'
+                   AND pg_get_constraintdef(oid) LIKE '%PURCHASE_ID%') THEN
+        ALTER TABLE conversions DROP CONSTRAINT IF EXISTS conversions_id_type_check;
+        ALTER TABLE conversions ADD CONSTRAINT conversions_id_type_check
+            CHECK (id_type IN ('CLIENT_ID', 'USER_ID', 'YCLID', 'PURCHASE_ID'));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'upload_files'::regclass
+                   AND conname = 'upload_files_id_type_check'
+                   AND pg_get_constraintdef(oid) LIKE '%PURCHASE_ID%') THEN
+        ALTER TABLE upload_files DROP CONSTRAINT IF EXISTS upload_files_id_type_check;
+        ALTER TABLE upload_files ADD CONSTRAINT upload_files_id_type_check
+            CHECK (id_type IN ('CLIENT_ID', 'USER_ID', 'YCLID', 'PURCHASE_ID'));
+    END IF;
+END
+$$;

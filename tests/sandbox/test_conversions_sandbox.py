@@ -27,7 +27,7 @@ COUNTER = 4242
 OTHER_COUNTER = 5151
 VISITS = 300
 NO_OBJECT = "No object with specified ID."
-HEADER = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid"}
+HEADER = {"CLIENT_ID": "ClientId", "USER_ID": "UserId", "YCLID": "Yclid", "PURCHASE_ID": "PurchaseId"}
 
 Start = Callable[..., Awaitable[TestServer]]
 
@@ -132,7 +132,7 @@ def counts(uploading: dict[str, Any]) -> tuple[int, int, int]:
 # --- good uploads and linkage ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("client_id_type", ["CLIENT_ID", "USER_ID", "YCLID"])
+@pytest.mark.parametrize("client_id_type", ["CLIENT_ID", "USER_ID", "YCLID", "PURCHASE_ID"])
 async def test_good_upload_per_id_type(start: Start, http: aiohttp.ClientSession, client_id_type: str):
     server = await start()
     ids = clients() if client_id_type == "CLIENT_ID" else ["u-1", "u-2", "u-3"]
@@ -286,6 +286,13 @@ async def test_registered_and_unknown_visitors(start: Start, http: aiohttp.Clien
         http, server, csv_text(["Yclid", "Target", "DateTime"], rows), client_id_type="YCLID"
     )
     assert (await final(http, server, body["id"]))["status"] == "LINKAGE_FAILURE"
+    # PurchaseId links like UserId: any non-empty value unless it is listed as unknown
+    rows = [["bad-user", "purchase", ts()], ["order-1", "purchase", ts()], ["", "purchase", ts()]]
+    body = await uploaded(
+        http, server, csv_text(["PurchaseId", "Target", "DateTime"], rows), client_id_type="purchase_id"
+    )
+    assert (body["source_quantity"], body["line_quantity"], body["client_id_type"]) == (3, 2, "PURCHASE_ID")
+    assert counts(await final(http, server, body["id"])) == (0, 1, 1)
 
     async with http.delete(url) as resp:
         assert await resp.json() == {"registered": {}, "unknown_ids": ["bad-user"]}
@@ -445,7 +452,14 @@ FUTURE = int(time.time()) + 10 * 86400  # 2026+ is always after the sandbox's 20
         ),
         ("CLIENT_ID", b"ClientId,Target,DateTime\n\xff\xfe,purchase,1\n", "invalid_uploading", "UTF-8"),
         (None, f"ClientId,Target,DateTime\n{GOOD_ROW}\n", "missing_parameter", "client_id_type"),
-        ("PURCHASE_ID", f"ClientId,Target,DateTime\n{GOOD_ROW}\n", "invalid_parameter", "client_id_type"),
+        ("EMAIL", f"ClientId,Target,DateTime\n{GOOD_ROW}\n", "invalid_parameter", "client_id_type"),
+        (
+            "PURCHASE_ID",
+            f"ClientId,Target,DateTime\n{GOOD_ROW}\n",
+            "invalid_uploading",
+            "needs an 'PurchaseId' column",
+        ),
+        ("CLIENT_ID", f"ClientId,PurchaseId,Target,DateTime\n1,{GOOD_ROW}\n", "invalid_uploading", "mixes"),
     ],
 )
 async def test_whole_file_errors(

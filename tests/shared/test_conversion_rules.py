@@ -114,7 +114,44 @@ def test_identifier_priority_and_type():
 
 def test_an_identifier_is_required():
     result = check_row(row(client_id=None), 0, RULES)
-    assert "one of client_id, user_id, yclid" in errors_of(result)["client_id"]
+    assert "one of client_id, user_id, yclid, purchase_id" in errors_of(result)["client_id"]
+    blank = check_row(row(client_id=" ", purchase_id=""), 0, RULES)
+    assert "purchase_id is required" in errors_of(blank)["client_id"]
+
+
+def test_a_purchase_id_alone_identifies_the_row():
+    result = check_row(row(client_id=None, purchase_id=" order-77 "), 4, RULES)
+    assert isinstance(result, Conversion)
+    assert (result.id_type, result.identifier, result.purchase_id) == ("PURCHASE_ID", "order-77", "order-77")
+    batch = uuid.uuid4()
+    assert result.record(batch)[2:4] == ("PURCHASE_ID", "order-77") and result.record(batch)[8] == "order-77"
+    # a JSON integer is its digits; up to 255 characters, as an attribute
+    number = check_row({k: v for k, v in row(purchase_id=10**200).items() if k != "client_id"}, 0, RULES)
+    assert isinstance(number, Conversion) and (number.id_type, number.identifier) == (
+        "PURCHASE_ID",
+        "1" + "0" * 200,
+    )
+
+
+def test_another_identifier_wins_over_purchase_id():
+    for ids, expected in (
+        ({"client_id": "42"}, ("CLIENT_ID", "42")),
+        ({"client_id": None, "user_id": "u-1"}, ("USER_ID", "u-1")),
+        ({"client_id": "", "yclid": "987"}, ("YCLID", "987")),
+    ):
+        result = check_row(row(purchase_id="order-1", **ids), 0, RULES)
+        assert isinstance(result, Conversion) and (result.id_type, result.identifier) == expected
+        assert result.purchase_id == "order-1"
+
+
+def test_a_broken_purchase_id_alone_is_reported_once_and_names_the_row():
+    result = check_row(row(client_id=None, purchase_id="p" * 256), 0, RULES)
+    assert set(errors_of(result)) == {"purchase_id"}
+    rejected = check_row(row(client_id=None, purchase_id="order-9", target=""), 0, RULES)
+    assert isinstance(rejected, Rejected) and (rejected.id_type, rejected.identifier) == (
+        "PURCHASE_ID",
+        "order-9",
+    )
 
 
 def test_integer_ids_are_exact_and_floats_refused():
@@ -311,19 +348,28 @@ def test_the_fast_path_agrees_with_the_field_by_field_judge():
 
     rng = random.Random(7)
     fast_hits = 0
-    for _ in range(20_000):
+    by_purchase_id = 0
+    for _ in range(30_000):
         # each field half the time usual, so that whole valid rows come up often next to odd ones
         raw = {
             name: rng.choice(_USUAL[name] if rng.random() < 0.5 else values)
             for name, values in _VARIANTS.items()
         }
+        if rng.random() < 0.3:  # no usual identifier: purchase_id decides, or nothing does
+            for name in ("client_id", "user_id", "yclid"):
+                raw[name] = rng.choice(
+                    [None, "", "  ", raw[name]] if rng.random() < 0.2 else [None, "", "  "]
+                )
         raw = {name: value for name, value in raw.items() if value is not None or rng.random() < 0.5}
         judged = _judge_row(raw, 3, RULES)
         usual = _usual_row(raw, RULES)
         if usual is not None:
             fast_hits += 1
+            by_purchase_id += usual[0] == "PURCHASE_ID"
             assert judged == Conversion(3, *usual), raw
         assert check_row(raw, 3, RULES) == judged, raw
     # the fast path must really be taken for ordinary rows, not only be harmless
     assert fast_hits >= 50
+    assert by_purchase_id >= 20
     assert _usual_row(row(price=1500.5, currency="RUB", purchase_id="p1"), RULES) is not None
+    assert _usual_row(row(client_id=None, purchase_id="p1"), RULES) is not None
