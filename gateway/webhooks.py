@@ -27,7 +27,7 @@ from gateway.middlewares import client_address, public
 from gateway.webhook_guard import SECRET_HEADER, secret_digest
 from shared import errors
 from shared.conversions import Checked, check_rows
-from shared.crm_mapping import CRM_SOURCES, Source
+from shared.crm.sources import CRM_SOURCES, Source
 from shared.crypto import TokenCipher
 from shared.db import batches, webhooks
 from shared.schemas import WebhookConversions, WebhookCreate, WebhookUpdate

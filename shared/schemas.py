@@ -19,7 +19,8 @@ from pydantic import (
 )
 
 from shared import conversions
-from shared.crm_mapping import CrmMapping, HttpUrlText, Source, webhook_problems
+from shared.crm.mapping import CrmMapping
+from shared.crm.sources import HttpUrlText, Source, webhook_problems
 
 _TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")
 
@@ -164,7 +165,7 @@ class WebhookUpdate(BaseModel):
         return self
 
     def source_problems(self, source: Source) -> list[str]:
-        """Why the fields given do not fit the webhook's source (see crm_mapping.webhook_problems)."""
+        """Why the fields given do not fit the webhook's source (see shared.crm.sources.webhook_problems)."""
         bitrix_only = [n for n in _BITRIX_ONLY if getattr(self, n) is not None]
         given = "mapping" in self.model_fields_set
         return webhook_problems(source, self.mapping, mapping_given=given, bitrix_only=bitrix_only)

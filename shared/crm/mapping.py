@@ -22,6 +22,7 @@ codes; a key matched exactly, else case-insensitively).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -41,9 +42,24 @@ _MODIFIED_KEY = "DATE_MODIFY"
 _ID_FIELDS = (("client_id", "client_id_field"), ("user_id", "user_id_field"), ("yclid", "yclid_field"))
 
 FieldRef = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-StatusId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Target = Annotated[str, AfterValidator(conversions.parse_target)]
 Currency = Annotated[str, AfterValidator(conversions.parse_currency)]
+
+_AMO_STATUS = re.compile(r"[0-9]{1,19}")
+_BITRIX_STATUS = re.compile(r"[A-Z0-9_]{1,64}(?::[A-Z0-9_]{1,64})?")
+_BITRIX_FIELD = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+def _status_id(value: str) -> str:
+    # either source's form here; each source's own is checked by CrmMapping.source_problems
+    if not (_AMO_STATUS.fullmatch(value) or _BITRIX_STATUS.fullmatch(value)):
+        raise ValueError(
+            "status ids are amoCRM numbers (e.g. 142) or Bitrix24 ids (e.g. WON, C1:WON, UC_ABC123)"
+        )
+    return value
+
+
+StatusId = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_status_id)]
 
 
 class CrmMapping(BaseModel):
@@ -63,6 +79,27 @@ class CrmMapping(BaseModel):
         if not (self.client_id_field or self.user_id_field or self.yclid_field):
             raise ValueError("name at least one of client_id_field, user_id_field, yclid_field")
         return self
+
+    def source_problems(self, source: str) -> list[tuple[tuple[str, ...], str]]:
+        """(location within the mapping, reason) of each entry that does not fit `source`'s formats."""
+        problems: list[tuple[tuple[str, ...], str]] = []
+        if source == "amocrm":
+            for status in self.target_by_status:
+                if not _AMO_STATUS.fullmatch(status):
+                    problems.append(
+                        (("target_by_status", status), "amoCRM status ids are numbers, e.g. 142 (won)")
+                    )
+        elif source == "bitrix24":
+            for status in self.target_by_status:
+                if not _BITRIX_STATUS.fullmatch(status):
+                    reason = "Bitrix24 status ids look like WON, C1:WON or UC_ABC123"
+                    problems.append((("target_by_status", status), reason))
+            for name in ("client_id_field", "yclid_field", "user_id_field", "price_field"):
+                value = getattr(self, name)
+                if value is not None and value != PRICE and not _BITRIX_FIELD.fullmatch(value):
+                    reason = "Bitrix24 field codes are upper case, e.g. UF_CRM_1700000000 or OPPORTUNITY"
+                    problems.append(((name,), reason))
+        return problems
 
 
 @dataclass(frozen=True)

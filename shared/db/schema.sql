@@ -212,7 +212,7 @@ DO $$ BEGIN  -- once: re-validating the constraint at every start would scan eve
 END $$;
 
 -- issue 9: the webhook resource (a source per webhook, its CRM mapping, Bitrix24 secrets; editable)
--- source is fixed at creation; mapping (shared/crm_mapping.py) is NULL for json webhooks; the Bitrix24
+-- source is fixed at creation; mapping (shared/crm/mapping.py) is NULL for json webhooks; the Bitrix24
 -- application token and inbound-webhook URL are kept encrypted like the Metrika token, never returned
 ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'json'
     CHECK (source IN ('json', 'amocrm', 'bitrix24'));

@@ -138,7 +138,7 @@ async def test_unknown_sources_and_bad_mappings_are_422(gateway, pool):
         {"source": "amocrm", "mapping": {"target_by_status": {"142": 5}}},
         {"source": "amocrm", "mapping": {"target_by_status": {"1 42": "purchase"}}},
         {"source": "amocrm", "mapping": with_rules(currency="RUR")},
-        {"source": "amocrm", "mapping": with_rules(client_id_field="cf 4001")},
+        {"source": "amocrm", "mapping": with_rules(client_id_field="f" * 129)},
         {"source": "amocrm", "mapping": with_rules(), "application_token": APP_TOKEN},  # Bitrix24 only
         {"source": "amocrm", "mapping": with_rules(), "bitrix_webhook_url": BITRIX_URL},
         {"source": "bitrix24", "mapping": {"target_by_status": {"won": "purchase"}}},  # ids are upper case
@@ -327,7 +327,8 @@ async def test_patch_each_field(gateway, settings, pool):
         assert resp.status == 422, bad
         assert APP_TOKEN not in await resp.text() and "s3cr3t" not in await resp.text()
     resp = await gateway.patch(
-        f"{BASE}/{amo['webhook_id']}", json={"mapping": {"target_by_status": {"143": "call"}}}
+        f"{BASE}/{amo['webhook_id']}",
+        json={"mapping": {"target_by_status": {"143": "call"}, "client_id_field": "4001"}},
     )
     assert resp.status == 200 and (await resp.json())["mapping"]["target_by_status"] == {"143": "call"}
     for wid in (uuid.uuid4(), "nope"):

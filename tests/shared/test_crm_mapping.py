@@ -201,7 +201,7 @@ def test_the_mapping_model():
         ({"target_by_status": {}, "yclid_field": "1"}, "at least 1 item"),
         ({"yclid_field": "1"}, "Field required"),
         ({"target_by_status": {"142": ""}, "yclid_field": "1"}, "is required"),
-        ({"target_by_status": {"": "p"}, "yclid_field": "1"}, "at least 1 character"),
+        ({"target_by_status": {"": "p"}, "yclid_field": "1"}, "status ids are"),
         ({"target_by_status": {"142": "p"}, "yclid_field": "1", "currency": "rubles"}, "ISO 4217"),
         ({"target_by_status": {"142": "p"}, "yclid_field": ""}, "at least 1 character"),
         (
