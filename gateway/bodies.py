@@ -35,19 +35,28 @@ def unprocessable(detail: list[dict[str, Any]]) -> web.HTTPException:
     )
 
 
-async def read_json(request: web.Request) -> Any:
-    """The JSON body, with the size limit stated in the answer (aiohttp's own 413 does not say it), read
+async def read_raw(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The body, with the size limit stated in the answer (aiohttp's own 413 does not say it), read
     within BODY_READ_TIMEOUT_S (a body trickling in does not hold a connection and its memory for ever)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(BODY_TOO_LARGE)
+    too_large = BODY_TOO_LARGE if max_bytes == MAX_BODY_BYTES else f"Request body over {max_bytes} bytes"
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise errors.PayloadTooLarge(too_large)
     timeout_s = request.app[keys.SETTINGS].body_read_timeout_s
     try:
         async with asyncio.timeout(timeout_s):
             raw = await request.read()
     except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
-        raise errors.PayloadTooLarge(BODY_TOO_LARGE) from None
+        raise errors.PayloadTooLarge(too_large) from None
     except TimeoutError:
         raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
+    if len(raw) > max_bytes:
+        raise errors.PayloadTooLarge(too_large)
+    return raw
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body (see read_raw)."""
+    raw = await read_raw(request)
     try:
         return json.loads(raw)
     # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; deep nesting recurses

@@ -212,8 +212,8 @@ async def _problems(db: Executor, batch_ids: list[uuid.UUID]) -> dict[uuid.UUID,
     failed: dict[uuid.UUID, int] = {}
     for row in await batches.first_row_errors(db, batch_ids, MAX_LISTED_ROW_ERRORS):
         problem = {"index": row["idx"], "reason": row["reason"]}
-        if row["status"] == "duplicate":  # not an error: the same conversion was sent once already
-            problem["status"] = "duplicate"
+        if row["status"] in ("duplicate", "ignored"):  # not errors: sent once already; no conversion
+            problem["status"] = row["status"]
         found[row["batch_id"]].append(problem)
         failed[row["batch_id"]] = row["errors_total"]
     for batch_id, total in failed.items():

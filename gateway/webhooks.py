@@ -14,7 +14,7 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway import idempotency, keys
+from gateway import crm_hooks, idempotency, keys
 from gateway.bodies import parse_body, parse_query, read_json, unprocessable
 from gateway.conversions import (
     check_count,
@@ -154,7 +154,7 @@ async def _submit(request: web.Request, given: str) -> web.Response:
     guard = request.app[keys.WEBHOOK_GUARD]
     webhook = await guard.admit(webhook_id, given, client_address(request))
     if webhook["source"] != "json":
-        raise UnsupportedBody(_CRM_BODIES[webhook["source"]])
+        return await crm_hooks.accept(request, webhook_id, webhook["source"], given)
     batch_id = uuid.uuid4()
     key: idempotency.Key | None = None
     try:
@@ -279,19 +279,3 @@ def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
         "has_application_token": row["has_application_token"],
         "has_bitrix_webhook_url": row["has_bitrix_webhook_url"],
     }
-
-
-class UnsupportedBody(errors.AppError):
-    """A CRM-source webhook's body: the CRM parsers are not wired into the submit path yet."""
-
-    status = 415
-
-
-_CRM_BODIES = {
-    source: (
-        f"This webhook's source is {source}: it takes {name}'s application/x-www-form-urlencoded event "
-        'bodies, which this gateway version does not parse yet; JSON {"conversions": [...]} bodies go to a '
-        "webhook created with source json"
-    )
-    for source, name in (("amocrm", "amoCRM/Kommo"), ("bitrix24", "Bitrix24"))
-}

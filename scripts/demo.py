@@ -213,6 +213,33 @@ async def upload_conversions(session: aiohttp.ClientSession, gateway: str, outco
     final = await wait_final(session, f"{url}/status?batch_id={accepted['batch_id']}", secret)
     show_upload(f"webhook batch (Metrika upload ids {final['metrika_upload_id']})", final)
 
+    print("\nan amoCRM webhook: a lead moved to 'won' (status 142), posted as amoCRM posts it...")
+    amo = {
+        "name": "Demo amoCRM",
+        "counter_id": COUNTER,
+        "token": "sandbox-token",
+        "source": "amocrm",
+        "mapping": {"target_by_status": {"142": "purchase"}, "client_id_field": "_YM_UID"},
+    }
+    async with session.post(f"{gateway}/webhook/offline-conversions", json=amo) as resp:
+        amo_hook = await resp.json()
+    print(f"webhook url (paste it into amoCRM): {amo_hook['url']}")
+    lead = "leads[status][0]"
+    form = {
+        f"{lead}[id]": "501",
+        f"{lead}[status_id]": "142",
+        f"{lead}[price]": "15000",
+        f"{lead}[updated_at]": str(int(time.time()) - 60),
+        f"{lead}[custom_fields][0][code]": "_YM_UID",
+        f"{lead}[custom_fields][0][values][0][value]": visitor,
+        "account[id]": "29085955",
+    }
+    async with session.post(amo_hook["url"], data=form, headers={"Authorization": ""}) as resp:
+        crm_batch = await resp.json()
+    print(f"batch {crm_batch['batch_id']}: {crm_batch['status']}, {crm_batch['events']} event(s)")
+    final = await wait_final(session, f"{gateway}/conversions/{crm_batch['batch_id']}/status")
+    show_upload("amoCRM batch", final)
+
 
 async def run(stack: Stack) -> None:
     gateway = f"http://127.0.0.1:{stack.gateway_port}"

@@ -62,7 +62,7 @@ class Deps:
 
     def retry_delay_s(self, attempts: int, error: BaseException) -> float:
         """The durable backoff before attempt `attempts + 1`, honouring Metrika's Retry-After."""
-        retry_after = error.retry_after if isinstance(error, metrika.MetrikaError) else None
+        retry_after = getattr(error, "retry_after", None)  # Metrika's or Bitrix24's Retry-After
         return metrika.backoff_s(
             attempts + 1,
             base_s=self.settings.retry_base_s,

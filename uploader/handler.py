@@ -16,10 +16,11 @@ from collections import defaultdict
 import asyncpg
 
 from shared import errors
+from shared.bitrix24 import Bitrix24Error
 from shared.db import batches, locks
 from shared.metrika import MetrikaError
 from shared.schemas import UploadBatches
-from uploader import batch_status, csvfile
+from uploader import batch_status, crm, csvfile
 from uploader.deps import Deps
 from uploader.metrika import ConversionsApi
 
@@ -69,6 +70,7 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
         try:
             client = deps.client(batch["token_enc"], batch["counter_id"])
             async with deps.counter_slot(batch["counter_id"]):
+                await crm.materialize(deps, batch_id)  # a CRM webhook's request becomes its rows first
                 await _check_goals(deps, client, batch)
                 async with deps.pool.acquire() as conn:
                     await batches.set_aside_duplicates(conn, batch_id)
@@ -76,7 +78,7 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
                 for file in await batches.files(deps.pool, batch_id):
                     if file["status"] in ("new", "uploading"):
                         await _upload_file(deps, client, file)
-        except MetrikaError as exc:
+        except (MetrikaError, Bitrix24Error) as exc:
             if exc.retryable:
                 await _retry_later(deps, batch, exc)
             else:
@@ -153,7 +155,7 @@ async def _record_upload(deps: Deps, file_id: int, uploading: dict[str, object],
         )
 
 
-async def _retry_later(deps: Deps, batch: asyncpg.Record, exc: MetrikaError) -> None:
+async def _retry_later(deps: Deps, batch: asyncpg.Record, exc: MetrikaError | Bitrix24Error) -> None:
     """Schedule the next attempt in Postgres, or give up once the horizon has passed."""
     since = batch["retrying_since"]
     horizon = deps.settings.retry_horizon_s

@@ -280,9 +280,9 @@ HURRY = """
 UPDATE batches SET next_attempt_at = now(), updated_at = now()
 WHERE id = $1 AND status IN ('accepted', 'pending')
 """
-# rows still to be sent or sent, and rows that failed (a duplicate is neither)
+# rows still to be sent or sent, and rows that failed (a duplicate or an ignored CRM event is neither)
 ROW_COUNTS = """
-SELECT count(*) FILTER (WHERE status NOT IN ('error', 'duplicate')) AS ok,
+SELECT count(*) FILTER (WHERE status NOT IN ('error', 'duplicate', 'ignored')) AS ok,
        count(*) FILTER (WHERE status = 'error') AS failed
 FROM conversions WHERE batch_id = $1
 """
@@ -531,7 +531,7 @@ FIRST_ROW_ERRORS = """
 SELECT batch_id, idx, status, reason, errors_total FROM (
     SELECT batch_id, idx, status, reason, row_number() OVER (PARTITION BY batch_id ORDER BY idx) AS n,
            count(*) OVER (PARTITION BY batch_id) AS errors_total
-    FROM conversions WHERE batch_id = ANY($1::uuid[]) AND status IN ('error', 'duplicate')
+    FROM conversions WHERE batch_id = ANY($1::uuid[]) AND status IN ('error', 'duplicate', 'ignored')
 ) e
 WHERE n <= $2 ORDER BY batch_id, idx
 """

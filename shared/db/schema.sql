@@ -244,3 +244,34 @@ BEGIN
     END IF;
 END
 $$;
+
+-- issue 9: CRM webhook requests (amoCRM/Kommo, Bitrix24) as they came: kept to be mapped by the uploader,
+-- and for inspection (a malformed one too, with why). `batch_id` is the batch its events became.
+CREATE TABLE IF NOT EXISTS crm_requests (
+    id              bigserial PRIMARY KEY,
+    webhook_id      uuid REFERENCES webhooks (id) ON DELETE SET NULL,
+    batch_id        uuid UNIQUE,
+    content_type    text,
+    body            bytea NOT NULL,
+    problem         text,
+    received_at     timestamptz NOT NULL DEFAULT now(),
+    mapped_at       timestamptz
+);
+CREATE INDEX IF NOT EXISTS crm_requests_webhook ON crm_requests (webhook_id, received_at);
+-- a CRM event is made a conversion once: its natural key (amoCRM account, lead, status, time; Bitrix24
+-- portal, event, id, time) is claimed by the first request that brought it
+CREATE TABLE IF NOT EXISTS crm_event_keys (
+    webhook_id      uuid NOT NULL,
+    natural_key     text NOT NULL,
+    batch_id        uuid NOT NULL,
+    idx             integer NOT NULL,
+    PRIMARY KEY (webhook_id, natural_key)
+);
+DO $$ BEGIN  -- once: a CRM event that makes no conversion is kept as an `ignored` row, with why
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'conversions_status_check'
+                   AND pg_get_constraintdef(oid) LIKE '%ignored%') THEN
+        ALTER TABLE conversions DROP CONSTRAINT IF EXISTS conversions_status_check;
+        ALTER TABLE conversions ADD CONSTRAINT conversions_status_check
+            CHECK (status IN ('pending', 'uploaded', 'completed', 'error', 'duplicate', 'ignored'));
+    END IF;
+END $$;

@@ -1,0 +1,104 @@
+"""A CRM webhook request becomes conversion rows: its events, mapped by the webhook's mapping.
+
+Runs in the uploader, before a batch from an amoCRM/Kommo or Bitrix24 webhook is uploaded (the gateway only
+stored the body). Each event is one row, in the request's order:
+
+- an event whose natural key an earlier request brought is a `duplicate` row (a CRM retrying, or sending a
+  status change through two hooks);
+- a Bitrix24 event is looked up first (`crm.deal.get` / `crm.lead.get` through the webhook's inbound-webhook
+  URL, at the portal's pace); the limit, 5xx and timeouts are retried later like a Metrika outage, a deal
+  that is not found is an `ignored` row;
+- an event that matches no status rule, or has no identifier, is an `ignored` row with the reason;
+- the rest is judged by the same row rules as a JSON conversion: `pending`, or `error` with the reason.
+The rows and the request's "mapped" mark are written in one transaction, so a crash maps it again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from shared import errors
+from shared.bitrix24 import Bitrix24Client, Bitrix24Error
+from shared.conversions import Rules, check_row
+from shared.crm import forms
+from shared.crm.amocrm import amocrm_events
+from shared.crm.bitrix24 import bitrix24_event
+from shared.crm.events import CrmEvent
+from shared.crm.mapping import CrmMapping, Ignored, map_event
+from shared.db import batches, crm
+from uploader.deps import Deps
+
+
+async def materialize(deps: Deps, batch_id: uuid.UUID) -> None:
+    """Map the CRM request behind `batch_id` into its rows, once; nothing for other batches."""
+    request = await crm.of_batch(deps.pool, batch_id)
+    if request is None or request["mapped_at"] is not None:
+        return
+    events = _events(request["source"], bytes(request["body"]), request["content_type"])
+    holders = [
+        await crm.claim_event(deps.pool, request["webhook_id"], event.natural_key, batch_id, idx)
+        for idx, event in enumerate(events)
+    ]
+    mapping = CrmMapping.model_validate(request["mapping"]) if request["mapping"] else None
+    rules = Rules.current(deps.settings.counter_zone(), deps.settings.conversion_max_age_days)
+    records: list[tuple[Any, ...]] = []
+    for idx, (event, holder) in enumerate(zip(events, holders, strict=True)):
+        if holder != (batch_id, idx):
+            reason = f"the same CRM event came before, as row {holder[1]} of batch {holder[0]}"
+            records.append(_kept(batch_id, idx, event, "duplicate", reason))
+            continue
+        if mapping is None:
+            records.append(_kept(batch_id, idx, event, "ignored", "the webhook has no mapping"))
+            continue
+        enriched = await _enriched(deps, request, event) if event.source == "bitrix24" else None
+        if isinstance(enriched, Ignored):
+            records.append(_kept(batch_id, idx, event, "ignored", enriched.reason))
+            continue
+        mapped = map_event(event, mapping, enriched)
+        if isinstance(mapped, Ignored):
+            records.append(_kept(batch_id, idx, event, "ignored", mapped.reason))
+            continue
+        records.append(check_row(mapped, idx, rules).record(batch_id))
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await batches.insert_conversions(conn, records)
+        await crm.mark_mapped(conn, request["id"])
+
+
+def _events(source: str | None, body: bytes, content_type: str | None) -> list[CrmEvent]:
+    """The request's events (the gateway parsed it once already: it cannot fail here but by a change of
+    parser, and then it fails the batch with the reason)."""
+    try:
+        form = forms.parse_form(body, content_type)
+        return amocrm_events(form) if source == "amocrm" else [bitrix24_event(form)]
+    except forms.FormError as exc:
+        raise errors.Permanent(f"the CRM request cannot be read: {exc}") from exc
+
+
+async def _enriched(deps: Deps, request: asyncpg.Record, event: CrmEvent) -> dict[str, Any] | Ignored:
+    """The deal or lead as Bitrix24's REST API has it; a refusal that time will not mend is Ignored."""
+    if request["bitrix_webhook_url_enc"] is None:
+        return Ignored("the webhook has no Bitrix24 inbound-webhook URL to read the deal or lead with")
+    url = deps.cipher.decrypt(bytes(request["bitrix_webhook_url_enc"]))
+    client = Bitrix24Client(
+        deps.session,
+        url,
+        attempts=deps.settings.http_retry_attempts,
+        backoff_max_s=deps.settings.http_retry_max_s,
+        timeout_s=deps.settings.metrika_timeout_s,
+    )
+    try:
+        if event.entity == "deal":
+            return await client.deal(event.entity_id)
+        return await client.lead(event.entity_id)
+    except Bitrix24Error as exc:
+        if exc.retryable:
+            raise  # the batch is tried again later, like a Metrika outage
+        return Ignored(f"Bitrix24 would not give {event.entity} {event.entity_id}: {exc}")
+
+
+def _kept(batch_id: uuid.UUID, idx: int, event: CrmEvent, status: str, reason: str) -> tuple[Any, ...]:
+    """A row that is not sent, shaped as batches.CONVERSION_COLUMNS, naming the lead or deal."""
+    return (batch_id, idx, None, None, None, None, None, None, event.entity_id, status, reason)
