@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import TypeAlias
@@ -14,6 +16,16 @@ Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 SCHEMA = (Path(__file__).parent / "schema.sql").read_text()
 # one lock id for "someone is applying the schema" so concurrent service starts do not race
 _SCHEMA_LOCK = 7_316_222_001
+_SCHEMA_DIGEST = hashlib.sha256(SCHEMA.encode()).hexdigest()
+SCHEMA_APPLIED_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_applied (
+    digest text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+SCHEMA_APPLIED = "SELECT true FROM schema_applied WHERE digest = $1"
+RECORD_SCHEMA = "INSERT INTO schema_applied (digest) VALUES ($1) ON CONFLICT DO NOTHING"
+# a start meeting a running service's locks while it changes the schema: how often it tries
+SCHEMA_ATTEMPTS = 5
 
 
 # Every lookup these services make has an index. A plan that scans a table instead is chosen only while
@@ -54,10 +66,19 @@ async def create_pool(
 
 
 async def prepare_database(conn: asyncpg.Connection) -> None:
-    """Apply schema.sql (idempotent) under an advisory lock."""
+    """Apply schema.sql (idempotent) under an advisory lock, unless this very text was applied already.
+
+    Skipping matters: `ALTER TABLE ... IF NOT EXISTS` takes its table's exclusive lock even when there is
+    nothing to do, so a service starting beside running ones could deadlock with their transactions. A
+    new schema text is applied once (a start that still meets a deadlock tries again, see ensure_database).
+    """
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+        await conn.execute(SCHEMA_APPLIED_TABLE)
+        if await conn.fetchval(SCHEMA_APPLIED, _SCHEMA_DIGEST):
+            return
         await conn.execute(SCHEMA)
+        await conn.execute(RECORD_SCHEMA, _SCHEMA_DIGEST)
 
 
 async def ensure_database(dsn: str) -> None:
@@ -75,6 +96,13 @@ async def ensure_database(dsn: str) -> None:
             await admin.close()
         conn = await asyncpg.connect(dsn)
     try:
-        await prepare_database(conn)
+        for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+            try:
+                await prepare_database(conn)
+                return
+            except asyncpg.DeadlockDetectedError:
+                if attempt == SCHEMA_ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.2 * attempt)
     finally:
         await conn.close()
