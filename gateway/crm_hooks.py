@@ -1,6 +1,7 @@
 """amoCRM/Kommo and Bitrix24 webhooks, called by the CRM exactly as it sends them.
 
-Accepting is parse + store + commit + confirmed publish: the form body is parsed here only to refuse a
+Accepting is parse + store + commit + confirmed publish, as for a JSON webhook (one statement shared by
+the requests that arrive together, gateway/intake.py): the form body is parsed here only to refuse a
 malformed one with a 4xx naming the problem (the body is kept for inspection either way), and to check
 Bitrix24's `auth[application_token]` when the webhook was given one. The body is stored as it came, with a
 batch of no rows yet; the uploader maps its events to conversions (and asks Bitrix24 for the deal or lead)
@@ -35,8 +36,9 @@ async def accept(request: web.Request, webhook_id: uuid.UUID, source: str, given
         await crm.insert_request(pool, webhook_id, None, content_type, body, problem)
         raise errors.BadRequest(problem) from None
     batch_id = uuid.uuid4()
-    await crm.insert_request(pool, webhook_id, batch_id, content_type, body, None)
-    submission = webhooks.Submission(webhook_id, secret_digest(given_secret), batch_id, [])
+    # stored as it came, with its batch and the batch's outbox message, in the group's one statement
+    raw = (content_type, body)
+    submission = webhooks.Submission(webhook_id, secret_digest(given_secret), batch_id, [], raw)
     answer = await request.app[keys.INTAKE].submit(submission)
     verdict = answer["verdict"]
     guard = request.app[keys.WEBHOOK_GUARD]

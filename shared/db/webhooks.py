@@ -79,7 +79,8 @@ APPLICATION_TOKEN = "SELECT application_token_enc FROM webhooks WHERE id = $1"
 # without the secret can use up a webhook's quota; a refused one is not counted either. Each request's
 # `verdict`: not_found, forbidden (wrong secret), inactive, limited, stored, or counted (within the limit
 # but carrying no batch: its body was refused).
-# $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows.
+# $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows; $5: the CRM
+# requests' bodies as they came, kept with their batch ([[batch_id, content type, base64 body], ...]).
 _COUNT = rates.take_sql(
     "(SELECT webhook_id::text AS subject, count(*)::int AS wanted FROM ok"
     " GROUP BY webhook_id ORDER BY webhook_id) AS wanted",
@@ -108,6 +109,10 @@ WITH req AS (
     FROM allowed JOIN hook ON hook.id = allowed.webhook_id
 ), new_rows AS (
     {INSERT_ROWS_FROM_JSON} WHERE (r->>0)::uuid IN (SELECT batch_id FROM allowed)
+), new_crm_requests AS (
+    INSERT INTO crm_requests (webhook_id, batch_id, content_type, body)
+    SELECT allowed.webhook_id, allowed.batch_id, c->>1, decode(c->>2, 'base64')
+    FROM json_array_elements($5::json) AS c JOIN allowed ON allowed.batch_id = (c->>0)::uuid
 ), message AS (
     INSERT INTO outbox (routing_key, body)
     SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)) FROM allowed
@@ -202,12 +207,14 @@ async def set_secret(db: Executor, webhook_id: uuid.UUID, secret_hash: bytes) ->
 
 
 class Submission(NamedTuple):
-    """One webhook request: its batch and rows (CONVERSION_COLUMNS) if it should be stored, else None/()."""
+    """One webhook request: its batch and rows (CONVERSION_COLUMNS) if it should be stored, else None/();
+    a CRM request's `raw` (content type, body) is kept with its batch, whose rows the uploader makes."""
 
     webhook_id: uuid.UUID
     secret_digest: bytes
     batch_id: uuid.UUID | None
     records: Sequence[tuple[Any, ...]]
+    raw: tuple[str | None, bytes] | None = None
 
 
 async def submit(
@@ -217,7 +224,10 @@ async def submit(
     (when limited), and the group's `outbox_id` and `message` (None when nothing was stored)."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
-    rows = await db.fetch(SUBMIT, as_json(requests), records_json(records), rate_per_minute, routing_key)
+    raws = [(s.batch_id, s.raw[0], base64.b64encode(s.raw[1]).decode()) for s in group if s.raw is not None]
+    rows = await db.fetch(
+        SUBMIT, as_json(requests), records_json(records), rate_per_minute, routing_key, as_json(raws)
+    )
     return list(rows)
 
 
