@@ -28,6 +28,7 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import asyncpg
@@ -90,7 +91,9 @@ async def load(
     async def worker() -> None:
         for body in queue:
             started = time.perf_counter()
-            async with session.post(url, json=body, headers=headers) as resp:
+            # bytes are a CRM's form body, anything else a JSON body
+            sent = {"data": body} if isinstance(body, bytes) else {"json": body}
+            async with session.post(url, headers=headers, **sent) as resp:
                 await resp.read()
                 if resp.status != 200:
                     raise SystemExit(f"{url}: HTTP {resp.status}: {await resp.text()}")
@@ -201,6 +204,16 @@ async def run(args: argparse.Namespace) -> None:
                 hook = await resp.json()
             url = f"{gateway}/webhook/offline-conversions/{hook['webhook_id']}"
             secret = {"X-Webhook-Secret": hook["secret"]}
+            amo_map = {"target_by_status": {"142": "purchase"}, "client_id_field": "_YM_UID"}
+            async with session.post(
+                f"{gateway}/webhook/offline-conversions",
+                headers=auth,
+                json={"name": "amo", "counter_id": 1, "token": "t", "source": "amocrm", "mapping": amo_map},
+            ) as resp:
+                amo_hook = await resp.json()
+            # the URL as amoCRM calls it (the secret in its path), with a three-lead status hook
+            amo_url = f"{gateway}/webhook/offline-conversions/{amo_hook['webhook_id']}/{amo_hook['secret']}"
+            form = {"Content-Type": "application/x-www-form-urlencoded"}
 
             # warm both paths up
             await load(session, url, [{"conversions": conversions(1)}] * 50, secret, 4)
@@ -230,6 +243,7 @@ async def run(args: argparse.Namespace) -> None:
             bare_url = f"http://127.0.0.1:{bare_port}/webhook/x"
             bare_runs: list[tuple[float, float, float]] = []
             single_runs: list[tuple[float, float, float]] = []
+            crm_runs: list[tuple[float, float, float]] = []
             # the batches left work for autovacuum: do it now rather than in the middle of a round
             conn = await asyncpg.connect(dsn)
             try:
@@ -253,6 +267,9 @@ async def run(args: argparse.Namespace) -> None:
                     for runs, target in ((bare_runs, bare_url), (single_runs, url)):
                         rps, lat = await load(session, target, singles, secret, args.concurrency)
                         runs.append((rps, pct(lat, 50), pct(lat, 99)))
+                    hooks = [amo_hook_body(r * args.singles + i) for i in range(args.singles)]
+                    rps, lat = await load(session, amo_url, hooks, form, args.concurrency)
+                    crm_runs.append((rps, pct(lat, 50), pct(lat, 99)))
     finally:
         for proc in procs:
             proc.terminate()
@@ -285,6 +302,39 @@ async def run(args: argparse.Namespace) -> None:
         f"  ratio gateway / bare: {single_rps / bare_rps:.2f}  [{ratios}]"
         f"   (target >= 0.30; p99 target < 50 ms)"
     )
+    if crm_runs:
+        crm_rps, crm_p50, crm_p99 = (median(run[i] for run in crm_runs) for i in range(3))
+        crm_ratios = ", ".join(f"{c[0] / g[0]:.2f}" for c, g in zip(crm_runs, single_runs, strict=True))
+        print(
+            f"amoCRM hooks (3 leads, form body, durable): {crm_rps:,.0f} req/s, p50 {crm_p50:.1f} ms, "
+            f"p99 {crm_p99:.1f} ms  [{_each([run[0] for run in crm_runs])} req/s]"
+        )
+        print(
+            f"  ratio amoCRM / JSON single: {crm_rps / single_rps:.2f}  [{crm_ratios}]"
+            f"   (target >= 0.80; p99 target < 50 ms)"
+        )
+    else:
+        print("amoCRM hooks: measured only with the aiohttp load generator (run without wrk)")
+
+
+def amo_hook_body(n: int) -> bytes:
+    """amoCRM's status hook for three leads moved to 142 (won), each with its Yandex ClientID field."""
+    pairs: list[tuple[str, str]] = []
+    now = str(int(time.time()) - 60)
+    for i in range(3):
+        lead = f"leads[status][{i}]"
+        pairs += [
+            (f"{lead}[id]", str(n * 3 + i)),
+            (f"{lead}[status_id]", "142"),
+            (f"{lead}[pipeline_id]", "9217056"),
+            (f"{lead}[price]", "15000"),
+            (f"{lead}[updated_at]", now),
+            (f"{lead}[custom_fields][0][id]", "4001"),
+            (f"{lead}[custom_fields][0][code]", "_YM_UID"),
+            (f"{lead}[custom_fields][0][values][0][value]", str(10**18 + n * 3 + i)),
+        ]
+    pairs += [("account[id]", "29085955"), ("account[subdomain]", "bench")]
+    return urlencode(pairs).encode()
 
 
 def _each(values: list[float]) -> str:
