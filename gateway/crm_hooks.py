@@ -19,9 +19,9 @@ from gateway.bodies import read_raw
 from gateway.webhook_guard import secret_digest
 from shared import errors
 from shared.crm import forms
-from shared.crm.amocrm import amocrm_events
-from shared.crm.bitrix24 import application_token_matches, bitrix24_event
+from shared.crm.bitrix24 import application_token_matches
 from shared.crm.events import CrmEvent
+from shared.crm.requests import read_request
 from shared.db import crm, webhooks
 
 
@@ -57,16 +57,15 @@ async def accept(request: web.Request, webhook_id: uuid.UUID, source: str, given
 async def _events(
     request: web.Request, webhook_id: uuid.UUID, source: str, body: bytes, content_type: str | None
 ) -> list[CrmEvent]:
-    form = forms.parse_form(body, content_type)
+    form, events = read_request(source, body, content_type)
     if source == "amocrm":
-        return amocrm_events(form)
-    event = bitrix24_event(form)
+        return events
     token_enc = await webhooks.application_token(request.app[keys.PG_POOL], webhook_id)
     if token_enc is not None:
         expected = request.app[keys.CIPHER].decrypt(token_enc)
         if not application_token_matches(form, expected):
             raise errors.Forbidden("auth[application_token] does not match this webhook's application token")
-    return [event]
+    return events
 
 
 _NAMES = {"amocrm": "amoCRM/Kommo", "bitrix24": "Bitrix24"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import conversions, dead_letters, health, retries, tasks, webhooks
+from gateway import conversions, crm_replay, dead_letters, health, retries, tasks, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
@@ -28,6 +28,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/webhook/offline-conversions/{webhook_id}", webhooks.delete_webhook)
     app.router.add_post("/webhook/offline-conversions/{webhook_id}/rotate-secret", webhooks.rotate_secret)
     # the secret as the last path segment (the URL a CRM calls): after every POST /{webhook_id}/<word> route
+    app.router.add_post(
+        "/webhook/offline-conversions/{webhook_id}/replay", crm_replay.replay
+    )  # before {secret}
     app.router.add_post("/webhook/offline-conversions/{webhook_id}/{secret}", webhooks.submit_by_url)
     app.router.add_get("/webhook/offline-conversions/{webhook_id}/status", webhooks.batch_status)  # secret
     app.router.add_post(

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     poll_concurrency: int = 16
     counter_concurrency: int = 3
     upload_slow_poll_s: float = 3600.0
+    # CRM webhook bodies (amoCRM, Bitrix24) are kept this long, to be replayed through a changed mapping
+    crm_retention_days: int = 30
 
     # offline conversions: a date_time without a zone (and a Logs API visit time) is in this zone
     counter_timezone: str = "Europe/Moscow"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import uuid
 from urllib.parse import urlsplit
 
 from sandbox.app import BITRIX, CONVERSIONS, FAULTS, VISITORS
@@ -83,7 +84,12 @@ async def test_an_amocrm_status_hook_with_several_leads_uploads_its_conversions_
     resp = await _post(gateway, hook, body)
     again = await _final(gateway, (await resp.json())["batch_id"])
     assert again["status"] == "completed" and again["processed"] == 0
-    assert {e.get("status") for e in again["errors"]} == {"duplicate"}
+    # the lead that converted is a duplicate; the two ignored ones are ignored again
+    assert [(e["index"], e.get("status")) for e in again["errors"]] == [
+        (0, "duplicate"),
+        (1, "ignored"),
+        (2, "ignored"),
+    ]
     assert _sent(sandbox) == [CLIENT_ID]
 
 
@@ -128,3 +134,47 @@ async def test_a_bitrix24_deal_update_is_looked_up_and_uploaded_despite_rest_fai
     forged = bitrix_body(ts=RECENT).replace(APP_TOKEN.encode(), b"0" * 32)
     resp = await _post(gateway, hook, forged)
     assert resp.status == 403
+
+
+async def test_a_replay_through_a_fixed_mapping_sends_what_was_ignored_and_nothing_twice(
+    gateway, settings, sandbox, run_service
+):
+    sandbox.app[VISITORS].register(COUNTER, [CLIENT_ID, "2"])
+    hook = await _create(
+        gateway, "amocrm", {"target_by_status": {"142": "purchase"}, "client_id_field": "_YM_UID"}
+    )
+    body = amo_body(
+        amo_lead("status", 0, "601", updated_at=RECENT),
+        amo_custom_fields("status", 0),
+        amo_lead("status", 1, "602", status_id="143", updated_at=RECENT),
+        [
+            ("leads[status][1][custom_fields][0][code]", "_YM_UID"),
+            ("leads[status][1][custom_fields][0][values][0][value]", "2"),
+        ],
+        AMO_ACCOUNT,
+    )
+    resp = await _post(gateway, hook, body)
+    run_service(uploader_main, settings)
+    first = await _final(gateway, (await resp.json())["batch_id"])
+    assert first["processed"] == 1 and _sent(sandbox) == [CLIENT_ID]  # 143 had no rule: ignored
+
+    mapping = {"target_by_status": {"142": "purchase", "143": "call"}, "client_id_field": "_YM_UID"}
+    resp = await gateway.patch(
+        f"/webhook/offline-conversions/{hook['webhook_id']}", json={"mapping": mapping}
+    )
+    assert resp.status == 200
+    replay = f"/webhook/offline-conversions/{hook['webhook_id']}/replay"
+    resp = await gateway.post(replay, json={"dry_run": True})
+    dry = await resp.json()
+    assert resp.status == 200 and dry["requests"] == 1 and dry["events"] == 2 and dry["conversions"] == 2
+    assert _sent(sandbox) == [CLIENT_ID]  # a dry run sends nothing
+
+    resp = await gateway.post(replay, json={"from": "2000-01-01T00:00:00Z"})
+    assert resp.status == 202
+    replayed = await _final(gateway, (await resp.json())["batch_ids"][0])
+    assert replayed["processed"] == 1
+    assert [(e["index"], e.get("status")) for e in replayed["errors"]] == [(0, "duplicate")]
+    assert _sent(sandbox) == sorted([CLIENT_ID, "2"])  # the lead won before is not sent again
+
+    resp = await gateway.post(f"/webhook/offline-conversions/{uuid.uuid4()}/replay", json={})
+    assert resp.status == 404

@@ -3,8 +3,8 @@
 Runs in the uploader, before a batch from an amoCRM/Kommo or Bitrix24 webhook is uploaded (the gateway only
 stored the body). Each event is one row, in the request's order:
 
-- an event whose natural key an earlier request brought is a `duplicate` row (a CRM retrying, or sending a
-  status change through two hooks);
+- an event that makes a conversion whose natural key an earlier request brought is a `duplicate` row (a CRM
+  retrying, or sending a status change through two hooks);
 - a Bitrix24 event is looked up first (`crm.deal.get` / `crm.lead.get` through the webhook's inbound-webhook
   URL, at the portal's pace); the limit, 5xx and timeouts are retried later like a Metrika outage, a deal
   that is not found is an `ignored` row;
@@ -22,12 +22,11 @@ import asyncpg
 
 from shared import errors
 from shared.bitrix24 import Bitrix24Client, Bitrix24Error
-from shared.conversions import Rules, check_row
+from shared.conversions import Conversion, Rules, check_row
 from shared.crm import forms
-from shared.crm.amocrm import amocrm_events
-from shared.crm.bitrix24 import bitrix24_event
 from shared.crm.events import CrmEvent
 from shared.crm.mapping import CrmMapping, Ignored, map_event
+from shared.crm.requests import read_request
 from shared.db import batches, crm
 from uploader.deps import Deps
 
@@ -37,42 +36,50 @@ async def materialize(deps: Deps, batch_id: uuid.UUID) -> None:
     request = await crm.of_batch(deps.pool, batch_id)
     if request is None or request["mapped_at"] is not None:
         return
+    if request["source"] is None:  # its webhook was deleted before the request was mapped
+        raise errors.Permanent("the webhook of this CRM request was deleted before its events were mapped")
     events = _events(request["source"], bytes(request["body"]), request["content_type"])
-    holders = [
-        await crm.claim_event(deps.pool, request["webhook_id"], event.natural_key, batch_id, idx)
-        for idx, event in enumerate(events)
-    ]
     mapping = CrmMapping.model_validate(request["mapping"]) if request["mapping"] else None
     rules = Rules.current(deps.settings.counter_zone(), deps.settings.conversion_max_age_days)
-    records: list[tuple[Any, ...]] = []
-    for idx, (event, holder) in enumerate(zip(events, holders, strict=True)):
-        if holder != (batch_id, idx):
-            reason = f"the same CRM event came before, as row {holder[1]} of batch {holder[0]}"
-            records.append(_kept(batch_id, idx, event, "duplicate", reason))
-            continue
-        if mapping is None:
-            records.append(_kept(batch_id, idx, event, "ignored", "the webhook has no mapping"))
-            continue
-        enriched = await _enriched(deps, request, event) if event.source == "bitrix24" else None
-        if isinstance(enriched, Ignored):
-            records.append(_kept(batch_id, idx, event, "ignored", enriched.reason))
-            continue
-        mapped = map_event(event, mapping, enriched)
-        if isinstance(mapped, Ignored):
-            records.append(_kept(batch_id, idx, event, "ignored", mapped.reason))
-            continue
-        records.append(check_row(mapped, idx, rules).record(batch_id))
+    records = [
+        await _row(deps, request, batch_id, idx, event, mapping, rules) for idx, event in enumerate(events)
+    ]
     async with deps.pool.acquire() as conn, conn.transaction():
         await batches.insert_conversions(conn, records)
         await crm.mark_mapped(conn, request["id"])
 
 
-def _events(source: str | None, body: bytes, content_type: str | None) -> list[CrmEvent]:
-    """The request's events (the gateway parsed it once already: it cannot fail here but by a change of
+async def _row(
+    deps: Deps,
+    request: asyncpg.Record,
+    batch_id: uuid.UUID,
+    idx: int,
+    event: CrmEvent,
+    mapping: CrmMapping | None,
+    rules: Rules,
+) -> tuple[Any, ...]:
+    """The event's row, shaped as batches.CONVERSION_COLUMNS. Only an event that makes a conversion claims
+    its natural key: one ignored before (say, under an older mapping) may still make one when sent again."""
+    if mapping is None:
+        return _kept(batch_id, idx, event, "ignored", "the webhook has no mapping")
+    enriched = await _enriched(deps, request, event) if event.source == "bitrix24" else None
+    mapped = enriched if isinstance(enriched, Ignored) else map_event(event, mapping, enriched)
+    if isinstance(mapped, Ignored):
+        return _kept(batch_id, idx, event, "ignored", mapped.reason)
+    row = check_row(mapped, idx, rules)
+    if isinstance(row, Conversion):
+        holder = await crm.claim_event(deps.pool, request["webhook_id"], event.natural_key, batch_id, idx)
+        if holder != (batch_id, idx):
+            reason = f"the same CRM event came before, as row {holder[1]} of batch {holder[0]}"
+            return _kept(batch_id, idx, event, "duplicate", reason)
+    return row.record(batch_id)
+
+
+def _events(source: str, body: bytes, content_type: str | None) -> list[CrmEvent]:
+    """The request's events (the gateway read it once already: it cannot fail here but by a change of
     parser, and then it fails the batch with the reason)."""
     try:
-        form = forms.parse_form(body, content_type)
-        return amocrm_events(form) if source == "amocrm" else [bitrix24_event(form)]
+        return read_request(source, body, content_type)[1]
     except forms.FormError as exc:
         raise errors.Permanent(f"the CRM request cannot be read: {exc}") from exc
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from shared import errors
-from shared.db import batches
+from shared.db import batches, crm
 from uploader import batch_status
 from uploader.deps import Deps
 from uploader.handler import fail_remaining
@@ -43,6 +43,7 @@ async def sweep_once(deps: Deps, publish: Publish) -> int:
             await fail_remaining(deps.pool, row["id"], reason)
             await batches.uploads_done(deps.pool, row["id"])
             await batch_status.refresh(deps.pool, row["id"])
+    await crm.forget_old(deps.pool, settings.crm_retention_days)  # CRM bodies past their retention
     stranded = await batches.stranded(deps.pool, SWEEP_BATCH, settings.stale_after_s)
     for batch_id in stranded:
         await batch_status.refresh(deps.pool, batch_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import asyncpg
@@ -31,6 +32,22 @@ SELECT batch_id, idx FROM crm_event_keys WHERE webhook_id = $1 AND natural_key =
 LIMIT 1
 """
 MAPPED = "UPDATE crm_requests SET mapped_at = now() WHERE id = $1"
+# requests older than the retention, mapped (or malformed), a slice at a time
+FORGET = """
+DELETE FROM crm_requests WHERE id IN (
+    SELECT id FROM crm_requests
+    WHERE received_at < now() - make_interval(days => $1) AND (mapped_at IS NOT NULL OR batch_id IS NULL)
+    ORDER BY received_at LIMIT $2
+)
+"""
+# what a replay needs of the webhook: its source, mapping and the credentials its batches carry
+REPLAY_WEBHOOK = "SELECT id, source, mapping, counter_id, token_enc FROM webhooks WHERE id = $1"
+# the webhook's readable requests (a malformed one would fail again) received in [$2, $3), oldest first
+KEPT = """
+SELECT id, content_type, body, received_at FROM crm_requests
+WHERE webhook_id = $1 AND problem IS NULL AND received_at >= $2 AND received_at < $3
+ORDER BY received_at, id LIMIT $4
+"""
 
 
 async def insert_request(
@@ -61,3 +78,18 @@ async def claim_event(
 
 async def mark_mapped(db: Executor, request_id: int) -> None:
     await db.execute(MAPPED, request_id)
+
+
+async def replay_webhook(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
+    return await db.fetchrow(REPLAY_WEBHOOK, webhook_id)
+
+
+async def kept(
+    db: Executor, webhook_id: uuid.UUID, since: dt.datetime, until: dt.datetime, limit: int
+) -> list[asyncpg.Record]:
+    return list(await db.fetch(KEPT, webhook_id, since, until, limit))
+
+
+async def forget_old(db: Executor, retention_days: int, limit: int = 1000) -> int:
+    """Delete up to `limit` requests past the retention; how many."""
+    return int((await db.execute(FORGET, retention_days, limit)).split()[-1])

@@ -258,6 +258,7 @@ CREATE TABLE IF NOT EXISTS crm_requests (
     mapped_at       timestamptz
 );
 CREATE INDEX IF NOT EXISTS crm_requests_webhook ON crm_requests (webhook_id, received_at);
+CREATE INDEX IF NOT EXISTS crm_requests_received ON crm_requests (received_at);
 -- a CRM event is made a conversion once: its natural key (amoCRM account, lead, status, time; Bitrix24
 -- portal, event, id, time) is claimed by the first request that brought it
 CREATE TABLE IF NOT EXISTS crm_event_keys (
