@@ -257,7 +257,7 @@ CREATE TABLE IF NOT EXISTS crm_requests (
     received_at     timestamptz NOT NULL DEFAULT now(),
     mapped_at       timestamptz
 );
-CREATE INDEX IF NOT EXISTS crm_requests_webhook ON crm_requests (webhook_id, received_at);
+-- by time only (retention, and a replay's window, filtered by webhook: replays are rare, requests are not)
 CREATE INDEX IF NOT EXISTS crm_requests_received ON crm_requests (received_at);
 -- a CRM event is made a conversion once: its natural key (amoCRM account, lead, status, time; Bitrix24
 -- portal, event, id, time) is claimed by the first request that brought it

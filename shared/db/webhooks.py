@@ -79,8 +79,8 @@ APPLICATION_TOKEN = "SELECT application_token_enc FROM webhooks WHERE id = $1"
 # without the secret can use up a webhook's quota; a refused one is not counted either. Each request's
 # `verdict`: not_found, forbidden (wrong secret), inactive, limited, stored, or counted (within the limit
 # but carrying no batch: its body was refused).
-# $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows; $5: the CRM
-# requests' bodies as they came, kept with their batch ([[batch_id, content type, base64 body], ...]).
+# $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows; $5-$7: the
+# CRM requests' batch ids, content types and bodies as they came, kept with their batch.
 _COUNT = rates.take_sql(
     "(SELECT webhook_id::text AS subject, count(*)::int AS wanted FROM ok"
     " GROUP BY webhook_id ORDER BY webhook_id) AS wanted",
@@ -111,8 +111,9 @@ WITH req AS (
     {INSERT_ROWS_FROM_JSON} WHERE (r->>0)::uuid IN (SELECT batch_id FROM allowed)
 ), new_crm_requests AS (
     INSERT INTO crm_requests (webhook_id, batch_id, content_type, body)
-    SELECT allowed.webhook_id, allowed.batch_id, c->>1, decode(c->>2, 'base64')
-    FROM json_array_elements($5::json) AS c JOIN allowed ON allowed.batch_id = (c->>0)::uuid
+    SELECT allowed.webhook_id, allowed.batch_id, c.content_type, c.body
+    FROM unnest($5::uuid[], $6::text[], $7::bytea[]) AS c(batch_id, content_type, body)
+    JOIN allowed ON allowed.batch_id = c.batch_id
 ), message AS (
     INSERT INTO outbox (routing_key, body)
     SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)) FROM allowed
@@ -224,9 +225,16 @@ async def submit(
     (when limited), and the group's `outbox_id` and `message` (None when nothing was stored)."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
-    raws = [(s.batch_id, s.raw[0], base64.b64encode(s.raw[1]).decode()) for s in group if s.raw is not None]
+    crm = [s for s in group if s.raw is not None]  # the bodies travel as bytea, not inside the JSON
     rows = await db.fetch(
-        SUBMIT, as_json(requests), records_json(records), rate_per_minute, routing_key, as_json(raws)
+        SUBMIT,
+        as_json(requests),
+        records_json(records),
+        rate_per_minute,
+        routing_key,
+        [s.batch_id for s in crm],
+        [s.raw[0] for s in crm if s.raw is not None],
+        [s.raw[1] for s in crm if s.raw is not None],
     )
     return list(rows)
 
