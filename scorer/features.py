@@ -1,35 +1,40 @@
 """Per-visit engagement features from Logs API visits and hits, fully vectorised.
 
-Hits are joined to visits through ``ym:s:watchIDs`` (each element is a hit's ``ym:pv:watchID``), placed
-on a 15-second slot grid from the visit start, and summarised per visit: how many hits and active
-slots, how far they spread, how dense, and how regular the pauses between them are.
-
-Text is turned into numbers by ``scorer.parsing`` (hits usually arrive already numeric from
-``scorer.tsv``).  Work runs on numpy arrays in fixed-size chunks of visits on a few threads (numpy
-releases the GIL): chunk-sized temporaries stay in cache, where whole-column ones would not.
+Hits are joined to visits through ``ym:s:watchIDs`` (each element is a hit's ``ym:pv:watchID``, see
+``scorer.join``), placed on a 15-second slot grid from the visit start, and summarised per visit: how
+many hits and active slots, how far they spread, how dense, and how regular the pauses between them
+are.  ``prepare_visits`` turns a batch of visits into numbers once (``scorer.parsing``);
+``batch_matrix`` computes the features of such a batch from the times of the hits it lists.
+``build_matrix`` / ``build_features`` do both for whole in-memory frames (training, tests).
 """
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from scorer import parsing
-from scorer.parsing import FeatureError, parse_datetimes, parse_ids
+from scorer import parsing, workers
+from scorer.join import MISSING, Join, scatter
+from scorer.parsing import FeatureError
+from scorer.spill import Spill
 
-__all__ = [  # FeatureError lives in scorer.parsing since the text parsing moved there
+__all__ = [
     "DESKTOP",
     "DEVICE_CLASSES",
     "FEATURES",
     "MOBILE",
     "SLOT_SECONDS",
     "FeatureError",
+    "batch_matrix",
     "build_features",
     "build_matrix",
     "device_class",
+    "prepare_visits",
 ]
 
 SLOT_SECONDS = 15
@@ -62,11 +67,22 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 
-_VISITS_PER_CHUNK = 1 << 14  # visits joined and aggregated at a time
 # Offsets are packed with the visit position into one int64 sort key; 2**31 s is ~68 years.
 _OFFSET_BITS = 31
 _OFFSET_MAX = (1 << _OFFSET_BITS) - 1
-_EMPTY = np.uint64(2**64 - 1)  # a key after every hit's
+_DEVICE_CODES = pa.array(["1", "2", "3", "4"])
+# A prepared batch of visits: the text the output needs, as it came, and the numbers the features need.
+PREPARED: tuple[str, ...] = (
+    "ym:s:visitID",
+    "ym:s:clientID",
+    "ym:s:dateTime",
+    "start",  # ym:s:dateTime as seconds
+    "ym:s:visitDuration",
+    "ym:s:pageViews",
+    "ym:s:bounce",
+    "device",  # ym:s:deviceCategory as 1-4, 0 unknown
+    "watch_ids",  # ids listed in ym:s:watchIDs
+)
 
 
 def device_class(series: pd.Series) -> pd.Series:
@@ -76,86 +92,64 @@ def device_class(series: pd.Series) -> pd.Series:
     return pd.Series(table[codes], index=series.index, dtype=str)
 
 
-def _device_codes(series: pd.Series) -> I64:
-    codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    table = np.array([int(str(u)) if str(u) in {"1", "2", "3", "4"} else 0 for u in uniques], dtype=np.int64)
-    out: I64 = table[codes]
+def _device_codes(column: pa.Array) -> npt.NDArray[np.int8]:
+    if pa.types.is_integer(column.type):
+        column = pc.cast(column, pa.string())
+    found = pc.index_in(column, value_set=_DEVICE_CODES.cast(column.type))
+    codes: npt.NDArray[np.int8] = (pc.fill_null(found, -1).to_numpy() + 1).astype(np.int8)
+    return codes
+
+
+def prepare_visits(batch: pa.Table) -> tuple[pa.Table, U64]:
+    """A batch of visits (the tsv.VISIT_FIELDS columns) as PREPARED columns, and the ids its rows
+    list in ym:s:watchIDs, one row's after another."""
+    listed, per_row = parsing.id_lists(batch.column("ym:s:watchIDs"), "ym:s:watchIDs")
+    start = parsing.datetimes(batch.column("ym:s:dateTime"), "ym:s:dateTime")
+    numbers = {}
+    for name in ("ym:s:visitDuration", "ym:s:pageViews", "ym:s:bounce"):
+        column = batch.column(name)
+        if not pa.types.is_integer(column.type):
+            raise FeatureError(f"{name}: expected integers, got {column.type}")
+        numbers[name] = column
+    prepared = {
+        "ym:s:visitID": batch.column("ym:s:visitID"),
+        "ym:s:clientID": batch.column("ym:s:clientID"),
+        "ym:s:dateTime": batch.column("ym:s:dateTime"),
+        "start": pa.array(start),
+        **numbers,
+        "device": pa.array(_device_codes(batch.column("ym:s:deviceCategory").combine_chunks())),
+        "watch_ids": pa.array(per_row.astype(np.int32)),
+    }
+    return pa.table(prepared), listed
+
+
+def _numpy(table: pa.Table, name: str) -> npt.NDArray[Any]:
+    values: npt.NDArray[Any] = table.column(name).to_numpy()
+    return values
+
+
+def batch_matrix(prepared: pa.Table, listed_times: I64) -> F64:
+    """FEATURES (rows) of each visit (columns) of a prepared batch, from the time of the hit of each id
+    the batch lists (MISSING where no hit has it).  Visits without hits get zeros."""
+    m = prepared.num_rows
+    out = np.zeros((len(FEATURES), m))
+    per_row = _numpy(prepared, "watch_ids")
+    out[_COL["watch_ids"]] = per_row
+    found = np.flatnonzero(listed_times != MISSING)
+    owner = np.repeat(np.arange(m, dtype=np.int64), per_row)[found]
+    # Visit start is its first hit, so a negative offset is clock noise: count it as 0.
+    offset = np.clip(listed_times[found] - _numpy(prepared, "start")[owner], 0, _OFFSET_MAX)
+    key = (owner << _OFFSET_BITS) | offset
+    if key.size > 1 and not bool(np.all(key[1:] >= key[:-1])):  # watchIDs are mostly in time order
+        key.sort()
+    _aggregate(key >> _OFFSET_BITS, key & _OFFSET_MAX, out)
+    out[_COL["visit_duration"]] = _numpy(prepared, "ym:s:visitDuration")
+    out[_COL["page_views"]] = _numpy(prepared, "ym:s:pageViews")
+    out[_COL["bounce"]] = _numpy(prepared, "ym:s:bounce")
+    codes = _numpy(prepared, "device")
+    out[_COL["device_category"]] = codes
+    out[_COL["is_mobile"]] = (codes == 2) | (codes == 3)
     return out
-
-
-def _spread(x: U64) -> U64:
-    """A bijection whose top bits depend on every bit of ``x``: fold the high half onto the low one,
-    then one odd multiply carries every low bit up (the first splitmix64 round, with a 32-bit shift)."""
-    out: U64 = x >> np.uint64(32)
-    out ^= x
-    out *= np.uint64(0xBF58476D1CE4E5B9)
-    return out
-
-
-class _HitIndex:
-    """watchID -> hit row, from sorted packed keys and a directory over their top bits.
-
-    Each hit is one uint64 key below 2**63: the top bits of its spread id (a bijection, so any id
-    structure spreads evenly) above its row number.  Keys are sorted (numpy's SIMD sort) and a
-    directory gives where each bucket of top bits starts, about one key a bucket.  A lookup walks on
-    from the start of its bucket until it meets its key's top bits (then compares the full id) or a
-    larger key; an _EMPTY key after the last ends every walk.  A watchID exported twice (e.g.
-    overlapping parts) resolves to its first row: equal ids sort by row.  Only the keys (8 bytes a
-    hit) and the directory (4 bytes a bucket) are allocated: fresh memory is slow to touch.
-    """
-
-    def __init__(self, hit_ids: U64) -> None:
-        n = hit_ids.size
-        self._ids = hit_ids
-        bits = max(1, n.bit_length())  # for a key's row, below its top bits; and for the bucket
-        if bits > 31:
-            raise FeatureError(f"{n} hits: more than this index holds")
-        self._low = np.uint64((1 << bits) - 1)
-        bucket_bits = bits  # about one key a bucket
-        self._shift = np.uint64(63 - bucket_bits)
-        self._keys = keys = np.empty(n + 1, dtype=np.uint64)
-        keys[n] = _EMPTY
-
-        def pack(lo: int, hi: int) -> None:
-            keys[lo:hi] = self._top(hit_ids[lo:hi]) | np.arange(lo, hi, dtype=np.uint64)
-
-        parsing.for_chunks(n, parsing.ROWS_PER_CHUNK, pack)
-        keys[:n].sort()
-        # starts[b]: the first key in bucket b or later.  Filled chunk by chunk (no key-sized
-        # temporaries): each key starts the buckets after the previous key's, up to its own.
-        self._starts = starts = np.empty(1 << bucket_bits, dtype=np.int32)
-        done = 0  # buckets whose start is known
-        for lo in range(0, n, parsing.ROWS_PER_CHUNK):
-            bucket = (keys[lo : min(n, lo + parsing.ROWS_PER_CHUNK)] >> self._shift).astype(np.int64)
-            upto = int(bucket[-1]) + 1
-            spans = np.diff(bucket, prepend=done - 1)
-            starts[done:upto] = np.repeat(np.arange(lo, lo + bucket.size, dtype=np.int32), spans)
-            done = upto
-        starts[done:] = n
-
-    def _top(self, ids: U64) -> U64:
-        top = _spread(ids)
-        top >>= np.uint64(1)
-        top &= ~self._low
-        return top
-
-    def rows(self, ids: U64) -> I64:
-        """Hit row of each id, -1 where no hit has that id."""
-        found = np.full(ids.size, -1, dtype=np.int64)
-        top = self._top(ids)
-        pos = self._starts[top >> self._shift]
-        todo: I64 | None = None  # which ids are still walking (None: all of them)
-        while pos.size:
-            key = self._keys[pos]
-            same = np.flatnonzero((key ^ top) <= self._low)
-            row = (key[same] & self._low).astype(np.intp)
-            which = same if todo is None else todo[same]
-            hit = self._ids[row] == ids[which]
-            found[which[hit]] = row[hit]
-            key[same[hit]] = _EMPTY  # found: stop walking
-            more = np.flatnonzero(key <= (top | self._low))
-            todo, pos, top = more if todo is None else todo[more], pos[more] + 1, top[more]
-        return found
 
 
 def _aggregate(group: I64, offset: I64, out: F64) -> None:
@@ -207,69 +201,61 @@ def _aggregate(group: I64, offset: I64, out: F64) -> None:
     out[_COL["pause_median"], with_gaps] = (ordered[lo + (k - 1) // 2] + ordered[lo + k // 2]) / 2
 
 
+def frame_batches(visits: pd.DataFrame, hits: pd.DataFrame) -> tuple[pa.Table, U64, I64]:
+    """Frames as the reader's tables: visits as an Arrow table of tsv.VISIT_FIELDS, hits' watchID as
+    uint64 and dateTime as seconds (either may be text, as the Logs API writes them, or numeric)."""
+    fields = [
+        "ym:s:visitID",
+        "ym:s:clientID",
+        "ym:s:watchIDs",
+        "ym:s:dateTime",
+        "ym:s:visitDuration",
+        "ym:s:pageViews",
+        "ym:s:bounce",
+        "ym:s:deviceCategory",
+    ]
+    table = pa.Table.from_pandas(visits[fields], preserve_index=False)
+    watch = hits["ym:pv:watchID"]
+    if pd.api.types.is_integer_dtype(watch.dtype):
+        if pd.api.types.is_signed_integer_dtype(watch.dtype) and bool((watch < 0).any()):
+            raise FeatureError("ym:pv:watchID: negative id")
+        hit_ids = watch.to_numpy(dtype=np.uint64)
+    else:
+        hit_ids = parsing.uint64s(watch, "ym:pv:watchID")
+    when = hits["ym:pv:dateTime"]
+    if pd.api.types.is_datetime64_dtype(when.dtype):
+        if bool(when.isna().any()):
+            raise FeatureError("ym:pv:dateTime: missing date-time")
+        hit_times = when.to_numpy(dtype="datetime64[s]").view(np.int64)
+    else:
+        hit_times = parsing.datetimes(when, "ym:pv:dateTime")
+    return table, hit_ids, hit_times
+
+
 def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
-    """FEATURES as a (len(FEATURES), len(visits)) float64 array; visits without hits get zeros.
+    """FEATURES as a (len(FEATURES), len(visits)) float64 array; visits without hits get zeros."""
+    table, hit_ids, hit_times = frame_batches(visits, hits)
+    with Spill(None, budget=1 << 62) as spill, workers.pool() as executor:  # the frames are in memory
+        joined = join_frames(spill, table, hit_ids, hit_times)
+        ((piece, listed_times),) = joined.batches(executor)
+        return batch_matrix(piece, listed_times)
 
-    Hits may hold ``ym:pv:watchID`` as uint64 and ``ym:pv:dateTime`` as datetime64 (as ``scorer.tsv``
-    reads them) or both as text (as the Logs API writes them).  One worker indexes the hits while this
-    thread does the work that holds the GIL (Python strings to bytes, column by column and chunk by
-    chunk), handing each chunk of visits to the workers as soon as its bytes are ready; a worker parses
-    it and, once the index is there, joins and summarises it.  The workers' numpy code releases the GIL,
-    so the two kinds of work overlap instead of queueing for it.
-    """
-    n = len(visits)
-    out = np.zeros((len(FEATURES), n))
-    lists = visits["ym:s:watchIDs"].to_numpy(dtype=object)
-    indexed = threading.Event()
-    waiting: list[tuple[int, int, U64, I64, I64]] = []
 
-    def index() -> tuple[_HitIndex, I64]:
-        hit_time = parse_datetimes(hits["ym:pv:dateTime"], "ym:pv:dateTime")
-        hit_index = _HitIndex(parse_ids(hits["ym:pv:watchID"], "ym:pv:watchID"))
-        indexed.set()
-        return hit_index, hit_time
+def join_frames(spill: Spill, table: pa.Table, hit_ids: U64, hit_times: I64) -> Join:
+    """A Join of one piece of visits (tsv.VISIT_FIELDS) and its hits."""
+    joined = Join(spill, bucket_bits(hit_ids.size))
+    prepared, listed = prepare_visits(table)
+    joined.add_visits(prepared, scatter(listed, np.arange(listed.size, dtype=np.int64), joined.bits))
+    joined.add_hits(scatter(hit_ids, hit_times, joined.bits))
+    return joined
 
-    def join(lo: int, hi: int, listed: U64, owner: I64, start: I64) -> None:
-        hit_index, hit_time = indexing.result()
-        rows = hit_index.rows(listed)
-        found = rows >= 0
-        owner = owner[found]
-        # Visit start is its first hit, so a negative offset is clock noise: count it as 0.
-        offset = np.clip(hit_time[rows[found]] - start[owner], 0, _OFFSET_MAX)
-        key = (owner << _OFFSET_BITS) | offset
-        if key.size > 1 and not bool(np.all(key[1:] >= key[:-1])):  # watchIDs are mostly in time order
-            key.sort()
-        _aggregate(key >> _OFFSET_BITS, key & _OFFSET_MAX, out[:, lo:hi])
 
-    def chunk(lo: int, hi: int, text: npt.NDArray[np.uint8], starts: npt.NDArray[np.bytes_]) -> None:
-        listed, owner, per_row = parsing.parse_lists_bytes(text, hi - lo, "ym:s:watchIDs")
-        start = parsing.parse_fixed_datetimes(starts[lo:hi], "ym:s:dateTime")
-        out[_COL["watch_ids"], lo:hi] = per_row
-        if indexed.is_set():
-            join(lo, hi, listed, owner, start)
-        else:
-            waiting.append((lo, hi, listed, owner, start))
+def bucket_bits(hits: int) -> int:
+    """Bits of bucket number for a join of ``hits`` hits: about HITS_PER_BUCKET hits a bucket."""
+    return max(0, min(16, (hits // HITS_PER_BUCKET).bit_length()))
 
-    with parsing.workers() as pool:
-        indexing = pool.submit(index)
-        starts = parsing.datetime_bytes(visits["ym:s:dateTime"], "ym:s:dateTime")
-        chunks = []
-        for lo in range(0, n, _VISITS_PER_CHUNK):
-            hi = min(n, lo + _VISITS_PER_CHUNK)
-            text = parsing.lists_bytes(lists[lo:hi].tolist(), "ym:s:watchIDs")
-            chunks.append(pool.submit(chunk, lo, hi, text, starts))
-        out[_COL["visit_duration"]] = visits["ym:s:visitDuration"].to_numpy(dtype=np.float64)
-        out[_COL["page_views"]] = visits["ym:s:pageViews"].to_numpy(dtype=np.float64)
-        out[_COL["bounce"]] = visits["ym:s:bounce"].to_numpy(dtype=np.float64)
-        codes = _device_codes(visits["ym:s:deviceCategory"])
-        out[_COL["device_category"]] = codes
-        out[_COL["is_mobile"]] = (codes == 2) | (codes == 3)
-        for future in chunks:
-            future.result()
-        for future in [pool.submit(join, *parsed) for parsed in waiting]:
-            future.result()
-        indexing.result()
-    return out
+
+HITS_PER_BUCKET = 1 << 16  # buckets of this size join fastest here: per-bucket overhead vs cache misses
 
 
 def build_features(visits: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:

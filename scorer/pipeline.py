@@ -10,16 +10,18 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from scorer import scoring, tsv
-from scorer.logs_api import Ledger, LogsApiClient
 from scorer.model import Models
 from scorer.progress import Progress
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # the Logs API client (and aiohttp) load only for a download: not for --logs-dir
+    import aiohttp
+    import pandas as pd
+
+    from scorer.logs_api import Ledger, LogsApiClient
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ async def run(
 ) -> Outcome:
     """Download a day into `dest` (emptied first: a crashed run may have left parts there), score it, and
     always remove `dest` afterwards."""
+    from scorer.logs_api import LogsApiClient
+
     progress = Progress(report)
     client = LogsApiClient(session, settings, token, counter)
     await remove_dir(dest)

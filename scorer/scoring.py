@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import logging
-import weakref
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from scorer import parsing, tsv
-from scorer.features import DESKTOP, FEATURES, MOBILE, build_matrix
+from scorer import features, forest, parsing, tsv, workers
+from scorer.features import DESKTOP, FEATURES, MOBILE
+from scorer.join import Join, Scattered, scatter
 from scorer.model import Models
-from scorer.parsing import parse_datetimes, parse_ids
+from scorer.parsing import FeatureError
+from scorer.spill import Spill
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "visitId",
@@ -27,119 +30,18 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
 )
 _IS_MOBILE = FEATURES.index("is_mobile")
 _ROWS_PER_CHUNK = 1 << 16  # visits scored at a time
-_MAX_TESTS = 16  # internal nodes per tree for a 2**16-entry leaf table (uint16 codes)
-_BIT = (np.uint16(1) << np.arange(_MAX_TESTS, dtype=np.uint16))[:, None]
+SPILL_BUDGET = 1 << 28  # bytes a day keeps in memory between passes before it spills to files
+_HIT_LINE_BYTES = 100  # a hits line, roughly: to size the join's buckets from the files' size
+_VISIT_KINDS = tsv.kinds_of(tsv.VISIT_FIELDS, tsv.VISIT_KINDS)
+_HIT_KINDS = tsv.kinds_of(tsv.HIT_FIELDS, tsv.HIT_KINDS)
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 OnStage = Callable[[str], None]
-logger = logging.getLogger(__name__)
 
 
 def _noop(stage: str) -> None:
     pass
-
-
-class _Forest:
-    """A binary HistGradientBoostingClassifier compiled to leaf tables, evaluated column-wise by numpy.
-
-    In each tree, internal node j (in preorder) holds the test ``x[feature] <= threshold`` (true: left
-    child); its outcome is bit j of a visit's code, and a table over all codes gives the value of the
-    leaf the visit reaches (bits off its path do not matter).  A test reads one contiguous feature row
-    of the FEATURES x visits matrix, so a tree costs a few vectorised passes instead of a branchy walk
-    per visit.  The raw score adds the baseline and the leaf values tree by tree, in the order
-    scikit-learn adds them, and the estimator's own loss turns it into a probability: the very value
-    predict_proba returns (``_forest`` checks that before first use).
-    """
-
-    def __init__(self, estimator: Any) -> None:
-        if estimator.n_trees_per_iteration_ != 1 or estimator._baseline_prediction.shape != (1, 1):
-            raise ValueError("not a binary classifier")
-        self._estimator = estimator
-        self._baseline = float(estimator._baseline_prediction[0, 0])
-        self._trees = [self._compile(predictor.nodes) for (predictor,) in estimator._predictors]
-
-    @staticmethod
-    def _compile(nodes: Any) -> tuple[I64, F64, F64]:
-        if nodes["is_categorical"].any() or np.count_nonzero(nodes["is_leaf"] == 0) > _MAX_TESTS:
-            raise ValueError("categorical split or too many splits")
-
-        def table(i: int) -> tuple[F64, list[int], list[float]]:
-            if nodes["is_leaf"][i]:
-                return np.array([nodes["value"][i]], dtype=np.float64), [], []
-            left, left_features, left_thresholds = table(int(nodes["left"][i]))
-            right, right_features, right_thresholds = table(int(nodes["right"][i]))
-            k = len(left_features)
-            code = np.arange(1 << (1 + k + len(right_features)))
-            leaf = np.where(code & 1 == 1, left[(code >> 1) & ((1 << k) - 1)], right[code >> (1 + k)])
-            features = [int(nodes["feature_idx"][i]), *left_features, *right_features]
-            return leaf, features, [float(nodes["num_threshold"][i]), *left_thresholds, *right_thresholds]
-
-        leaf, features, thresholds = table(0)
-        return np.array(features, dtype=np.int64), np.array(thresholds, dtype=np.float64), leaf
-
-    def probe(self, visits: int = 512) -> F64:
-        """Synthetic visits (FEATURES x visits) whose features sit on the split thresholds, just
-        below or just above them, or at 0 (a few random combinations, the same every time)."""
-        values: list[list[float]] = [[0.0] for _ in FEATURES]
-        for features, thresholds, _leaf in self._trees:
-            for feature, threshold in zip(features.tolist(), thresholds.tolist(), strict=True):
-                values[feature] += [
-                    np.nextafter(threshold, -np.inf),
-                    threshold,
-                    np.nextafter(threshold, np.inf),
-                ]
-        rng = np.random.default_rng(0)
-        return np.array([rng.choice(np.array(v), size=visits) for v in values], dtype=np.float64)
-
-    def proba(self, x: F64) -> F64:
-        """Level-4+ probability of each column of ``x`` (FEATURES x visits)."""
-        if np.isnan(x).any():  # never from build_matrix; scikit-learn routes NaN per node
-            return _predict_proba(self._estimator, x)
-        m = x.shape[1]
-        raw = np.zeros(m)
-        raw += self._baseline
-        tests = np.empty((_MAX_TESTS, m), dtype=np.uint8)
-        bits = np.empty((_MAX_TESTS, m), dtype=np.uint16)
-        code = np.empty(m, dtype=np.uint16)
-        for features, thresholds, leaf in self._trees:
-            k = features.size
-            for j in range(k):
-                np.less_equal(x[features[j]], thresholds[j], out=tests[j].view(np.bool_))
-            np.multiply(tests[:k], _BIT[:k], out=bits[:k])
-            np.bitwise_or.reduce(bits[:k], axis=0, out=code)
-            raw += leaf[code]
-        proba: F64 = self._estimator._loss.predict_proba(raw)[:, 1]
-        return proba
-
-
-_FORESTS: weakref.WeakKeyDictionary[Any, _Forest | None] = weakref.WeakKeyDictionary()
-
-
-def _forest(estimator: Any) -> _Forest | None:
-    """``estimator`` compiled (once), or None if _Forest cannot score it exactly as predict_proba does.
-
-    The check: probe visits whose features sit on, just below and just above the split thresholds
-    must get the very same probabilities both ways.
-    """
-    if estimator not in _FORESTS:
-        forest = None
-        try:
-            compiled = _Forest(estimator)
-            probe = compiled.probe()
-            if np.array_equal(compiled.proba(probe), _predict_proba(estimator, probe)):
-                forest = compiled
-            else:
-                logger.warning("scoring %r with predict_proba: cannot compile it exactly", estimator)
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            logger.warning("scoring %r with predict_proba: cannot compile it (%s)", estimator, exc)
-        _FORESTS[estimator] = forest
-    return _FORESTS[estimator]
-
-
-def _predict_proba(estimator: Any, x: F64) -> F64:
-    proba: F64 = estimator.predict_proba(np.ascontiguousarray(x.T))[:, 1]
-    return proba
 
 
 def predict(matrix: F64, models: Models) -> tuple[F64, npt.NDArray[np.bool_]]:
@@ -147,65 +49,171 @@ def predict(matrix: F64, models: Models) -> tuple[F64, npt.NDArray[np.bool_]]:
     it clears the threshold of its device class."""
     mobile = matrix[_IS_MOBILE] == 1.0
     scores = np.zeros(matrix.shape[1], dtype=np.float64)
+    has_nan = bool(np.isnan(matrix).any())  # never from batch_matrix; scikit-learn routes NaN per node
     for name, is_mobile in ((DESKTOP, False), (MOBILE, True)):
-        estimator = models.estimator(name)
-        forest = _forest(estimator)
+        compiled = models.by_class[name].forest
         columns = np.flatnonzero(mobile == is_mobile)
-        if forest is None:  # predict_proba runs on all cores itself
-            for lo in range(0, columns.size, _ROWS_PER_CHUNK):
-                chunk = columns[lo : lo + _ROWS_PER_CHUNK]
-                scores[chunk] = _predict_proba(estimator, np.take(matrix, chunk, axis=1))
-            continue
-
-        def work(lo: int, hi: int, forest: _Forest = forest, columns: I64 = columns) -> None:
-            scores[columns[lo:hi]] = forest.proba(np.take(matrix, columns[lo:hi], axis=1))
-
-        parsing.for_chunks(columns.size, _ROWS_PER_CHUNK, work)
+        for lo in range(0, columns.size, _ROWS_PER_CHUNK):
+            chunk = columns[lo : lo + _ROWS_PER_CHUNK]
+            x = np.take(matrix, chunk, axis=1)
+            if compiled is None or has_nan:
+                scores[chunk] = forest.predict_proba(models.estimator(name), x)
+            else:
+                scores[chunk] = compiled.proba(x)
     thresholds = np.where(mobile, models.threshold(MOBILE), models.threshold(DESKTOP))
     return scores, scores >= thresholds
+
+
+class _Selected:
+    """The level-4+ rows of each scored batch, put together in output order at the end."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[pa.Table, F64]] = []
+
+    def add(self, prepared: pa.Table, scores: F64, selected: npt.NDArray[np.bool_]) -> None:
+        rows = np.flatnonzero(selected)
+        columns = ["ym:s:visitID", "ym:s:clientID", "ym:s:dateTime", "start", "ym:s:visitDuration"]
+        self._parts.append((prepared.select(columns).take(rows), scores[rows]))
+
+    def table(self, version: str) -> pa.Table:
+        """OUTPUT_COLUMNS, ordered by dateTime then (numeric) visitId."""
+        tables = [t for t, _ in self._parts]
+        if tables:
+            table = pa.concat_tables(tables)
+            scores = np.concatenate([s for _, s in self._parts])
+        else:
+            table = pa.table(
+                {
+                    "ym:s:visitID": pa.array([], pa.binary()),
+                    "ym:s:clientID": pa.array([], pa.binary()),
+                    "ym:s:dateTime": pa.array([], pa.binary()),
+                    "start": pa.array([], pa.int64()),
+                    "ym:s:visitDuration": pa.array([], pa.int64()),
+                }
+            )
+            scores = np.zeros(0)
+        visit_ids = table.column("ym:s:visitID")
+        order = np.lexsort((parsing.uint64s(visit_ids, "ym:s:visitID"), table.column("start").to_numpy()))
+        table = table.take(order)
+        return pa.table(
+            [
+                # Read as bytes: checked as UTF-8 here, on the rows output.
+                tsv.as_text(table.column("ym:s:visitID")),
+                tsv.as_text(table.column("ym:s:clientID")),
+                tsv.as_text(table.column("ym:s:dateTime")),
+                table.column("ym:s:visitDuration"),
+                pa.array(scores[order]),
+                pa.array([version] * len(order), pa.string()),
+            ],
+            names=list(OUTPUT_COLUMNS),
+        )
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """A table of OUTPUT_COLUMNS as pandas (text as Arrow-backed str: no Python object per value)."""
+    return pd.DataFrame(
+        {
+            name: pd.Series(column.to_pandas(), dtype=str)
+            if pa.types.is_string(column.type)
+            else column.to_numpy()
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        },
+        columns=table.column_names,
+    )
 
 
 def score_visits(
     visits: pd.DataFrame, hits: pd.DataFrame, models: Models, on_stage: OnStage | None = None
 ) -> pd.DataFrame:
-    """The level-4+ visits, columns OUTPUT_COLUMNS, ordered by dateTime then (numeric) visitId."""
+    """The level-4+ visits of in-memory frames, columns OUTPUT_COLUMNS, ordered by dateTime then
+    (numeric) visitId: what score_dir gives for the same visits and hits written as TSV."""
     stage = on_stage or _noop
     stage("features")
-    matrix = build_matrix(visits, hits)
-    stage("scoring")
-    scores, selected = predict(matrix, models)
-    del matrix
-    rows = np.flatnonzero(selected)
-    starts = parse_datetimes(_text(visits["ym:s:dateTime"], rows), "ym:s:dateTime")
-    order = np.lexsort((parse_ids(_text(visits["ym:s:visitID"], rows), "ym:s:visitID"), starts))
-    rows = rows[order]
-    return pd.DataFrame(
-        {
-            "visitId": _text(visits["ym:s:visitID"], rows),
-            "clientId": _text(visits["ym:s:clientID"], rows),
-            "dateTime": _text(visits["ym:s:dateTime"], rows),
-            "visitDuration": visits["ym:s:visitDuration"].to_numpy(dtype=np.int64)[rows],
-            "score": scores[rows],
-            "model_version": pd.Series([models.version] * rows.size, dtype=str),
-        },
-        columns=list(OUTPUT_COLUMNS),
-    )
+    table, hit_ids, hit_times = features.frame_batches(visits, hits)
+    with Spill(None, budget=1 << 62) as spill, workers.pool() as executor:
+        joined = features.join_frames(spill, table, hit_ids, hit_times)
+        stage("scoring")
+        return to_frame(_score(joined, models, executor))
 
 
-def _text(column: pd.Series, rows: I64) -> pd.Series:
-    """``column`` at ``rows`` as str (a str column's values are taken as they are, not re-checked)."""
-    return pd.Series(column.array.take(rows), dtype=str)
+def _score(joined: Join, models: Models, executor: ThreadPoolExecutor) -> pa.Table:
+    def scored(piece: pa.Table, listed_times: I64) -> tuple[pa.Table, F64, npt.NDArray[np.bool_]]:
+        return (piece, *predict(features.batch_matrix(piece, listed_times), models))
+
+    selected = _Selected()
+    calls = (functools.partial(scored, *batch) for batch in joined.batches(executor))
+    for piece, scores, chosen in workers.in_order(executor, calls):
+        selected.add(piece, scores, chosen)
+    return selected.table(models.version)
+
+
+def _visit_piece(path: Path, piece: pa.Buffer, bits: int) -> tuple[pa.Table, Scattered]:
+    table = tsv.parse(piece, _VISIT_KINDS, path)
+    try:
+        prepared, listed = features.prepare_visits(table)
+    except FeatureError as exc:
+        raise tsv.TsvError(f"{path}: column {exc}") from exc
+    return prepared, scatter(listed, np.arange(listed.size, dtype=np.int64), bits)
+
+
+def _hit_piece(path: Path, piece: pa.Buffer, bits: int) -> Scattered:
+    table = tsv.parse(piece, _HIT_KINDS, path)
+    times = pc.cast(table.column("ym:pv:dateTime"), pa.int64()).to_numpy()  # one copy of the chunks
+    return scatter(table.column("ym:pv:watchID").to_numpy(), times, bits)
 
 
 def score_dir(
-    logs_dir: Path | str, models: Models, on_stage: OnStage | None = None
+    logs_dir: Path | str,
+    models: Models,
+    on_stage: OnStage | None = None,
+    work_dir: Path | str | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """Read visits*.tsv and hits*.tsv from ``logs_dir`` and score them: (level-4+ visits, total visits)."""
+    """Read visits*.tsv and hits*.tsv from ``logs_dir`` and score them: (level-4+ visits, total visits).
+
+    Streamed a piece of a part at a time (``scorer.join``), on a few threads: memory stays flat as the
+    day grows.  What waits between passes beyond SPILL_BUDGET goes to a private directory inside
+    ``work_dir`` (default: ``logs_dir``), removed afterwards.
+    """
+    table, total = score_table(logs_dir, models, on_stage, work_dir)
+    return to_frame(table), total
+
+
+def score_table(
+    logs_dir: Path | str,
+    models: Models,
+    on_stage: OnStage | None = None,
+    work_dir: Path | str | None = None,
+) -> tuple[pa.Table, int]:
+    """score_dir as an Arrow table (for the CLI, which writes it out as it is)."""
     visit_paths, hit_paths = tsv.find_parts(logs_dir)
     if not visit_paths:
         raise tsv.TsvError(f"{logs_dir}: no visits*.tsv files")
     if not hit_paths:
         raise tsv.TsvError(f"{logs_dir}: no hits*.tsv files")
-    visits = tsv.read_visits(visit_paths)
-    hits = tsv.read_hits(hit_paths)
-    return score_visits(visits, hits, models, on_stage), len(visits)
+    stage = on_stage or _noop
+    stage("features")
+    hit_bytes = sum(p.stat().st_size for p in hit_paths)
+    bits = features.bucket_bits(hit_bytes // _HIT_LINE_BYTES)
+    total = 0
+    with (
+        Spill(work_dir if work_dir is not None else logs_dir, SPILL_BUDGET) as spill,
+        workers.pool() as executor,
+    ):
+        joined = Join(spill, bits)
+        visit_calls = (
+            functools.partial(_visit_piece, path, piece, bits)
+            for path in visit_paths
+            for piece in tsv.units(path, _VISIT_KINDS)
+        )
+        for prepared, listed in workers.in_order(executor, visit_calls):
+            joined.add_visits(prepared, listed)
+            total += prepared.num_rows
+        hit_calls = (
+            functools.partial(_hit_piece, path, piece, bits)
+            for path in hit_paths
+            for piece in tsv.units(path, _HIT_KINDS)
+        )
+        for hits in workers.in_order(executor, hit_calls):
+            joined.add_hits(hits)
+        stage("scoring")
+        return _score(joined, models, executor), total

@@ -1,23 +1,40 @@
-"""Read Logs API TabSeparatedWithNames downloads (visits*.tsv, hits*.tsv parts) into DataFrames.
+"""Read Logs API TabSeparatedWithNames downloads (visits*.tsv, hits*.tsv parts) with pyarrow.
 
-Columns are mapped by header name (the API's header order is not guaranteed) and only the columns the
-scorer needs are parsed.  The hits' ``ym:pv:watchID`` (a join key that never leaves the scorer) becomes
-exact uint64 and ``ym:pv:dateTime`` datetime64[s]: both are read as fixed-width bytes, with no Python
-object per value, and checked by ``scorer.parsing`` (a UInt64 id above 2**63 never passes through
-float).  Every other id stays text: visit and client ids are output as they came.
+Columns are mapped by header name (the API's header order is not guaranteed; extra columns are
+skipped) and only the columns asked for are converted.  ClickHouse TSV has no quoting: a tab, line
+break or backslash inside a value is written as ``\\t``, ``\\n``, ``\\\\``, so every tab splits
+fields and every line break ends a row.  A part is read in pieces of whole rows (``units``), each
+parsed on its own (``parse``, on any thread).  Kinds of column:
+
+* ``uint64``: a decimal UInt64 (``ym:pv:watchID``), exact above 2**63, never through float;
+* ``datetime``: ``YYYY-MM-DD HH:MM:SS`` (naive, the counter's clock) as timestamp[s];
+* ``int64``: a number (``ym:s:visitDuration``...);
+* ``text``: kept as it came, as Arrow binary (ids that are only output, like ``ym:s:visitID``, stay
+  text; whoever outputs them checks their UTF-8 then, on the rows it outputs);
+* ``escaped``: free text (URLs, titles) as UTF-8 strings, with the ClickHouse escapes undone.
+
+``uint64``, ``datetime`` and ``int64`` values are converted by Arrow's CSV reader as it parses (the
+hits' 5M ids and times per 1M visits: converting them as text afterwards cost a quarter of the
+hits' read).  Anything that is not a number or a date-time, an id above 2**64 - 1, a negative id, an
+impossible date (Feb 30, 24:00:00) or a fraction of a second is an error naming the file and the
+column.  Arrow also takes a few other spellings of the same value, which the Logs API never writes:
+spaces around a number, ``0x``-hexadecimal, ``T`` between date and time, a date without a time, a
+time without seconds.  Text the scorer parses itself (``ym:s:dateTime``, ``ym:s:watchIDs``) is
+checked strictly by ``scorer.parsing``.
 """
 
 from __future__ import annotations
 
-import csv
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
-
-from scorer import parsing
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 # What the scorer asks the Logs API for; a download may hold more columns, never fewer.
 VISIT_FIELDS: tuple[str, ...] = (
@@ -34,11 +51,29 @@ HIT_FIELDS: tuple[str, ...] = (
     "ym:pv:watchID",
     "ym:pv:dateTime",
 )
+VISIT_KINDS: dict[str, str] = {
+    "ym:s:dateTime": "text",  # kept as text: it is output as it came (and parsed by the scorer)
+    "ym:s:visitDuration": "int64",
+    "ym:s:pageViews": "int64",
+    "ym:s:bounce": "int64",
+}
+HIT_KINDS: dict[str, str] = {"ym:pv:watchID": "uint64", "ym:pv:dateTime": "datetime"}
+# Free-text Metrika fields; every other field we read is an id, number, date or code.
+_FREE_TEXT = frozenset({"startURL", "endURL", "URL", "referer", "title"})
 
-_INT_FIELDS = frozenset({"ym:s:visitDuration", "ym:s:pageViews", "ym:s:bounce"})
-_UINT64_FIELDS = frozenset({"ym:pv:watchID"})
-_DATETIME_FIELDS = frozenset({"ym:pv:dateTime"})
-_FIXED_WIDTH = {"uint64": parsing.ID_WIDTH, "datetime64[s]": parsing.DATETIME_WIDTH}
+BLOCK_BYTES = 1 << 24  # bytes of TSV parsed at a time: bounds the memory of one piece
+_HEADER_BYTES = 1 << 20
+_WINDOW = 1 << 16
+_PARSE_BLOCK = 1 << 20  # Arrow parses a piece in blocks this size: they stay in cache
+_ARROW_TYPES = {
+    "uint64": pa.uint64(),
+    "datetime": pa.timestamp("s"),
+    "int64": pa.int64(),
+    "text": pa.binary(),
+    "escaped": pa.string(),
+}
+_PARSE = pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False, escape_char=False)
+_ARROW_COLUMN = re.compile(r"In CSV column #(\d+): ")
 _ESCAPE = re.compile(r"\\(.)", re.DOTALL)
 _UNESCAPE = {"t": "\t", "n": "\n", "r": "\r", "0": "\0", "b": "\b", "f": "\f", "\\": "\\", "'": "'"}
 
@@ -66,108 +101,189 @@ def find_parts(logs_dir: Path | str) -> tuple[list[Path], list[Path]]:
     return visits, hits
 
 
-def _unescape_value(text: str) -> str:
-    return _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1), "\\" + m.group(1)), text)
+def kinds_of(fields: Iterable[str], kinds: Mapping[str, str]) -> dict[str, str]:
+    """``fields`` with their kind: as given in ``kinds``, free text escaped, anything else text."""
+    return {f: kinds.get(f, "escaped" if f.rsplit(":", 1)[-1] in _FREE_TEXT else "text") for f in fields}
 
 
-def unescape(column: pd.Series) -> pd.Series:
-    """Undo ClickHouse TSV escaping (\\t, \\n, \\\\ ...) in a text column."""
-    has_escape = column.str.contains("\\", regex=False)
-    if not has_escape.any():
-        return column
-    out = column.copy()
-    out[has_escape] = column[has_escape].map(_unescape_value)
-    return out
-
-
-def _read_one(path: Path, fields: Sequence[str], types: dict[str, str]) -> pd.DataFrame:
+def _header(path: Path) -> list[str]:
     try:
-        with path.open("r", encoding="utf-8", newline="") as fh:
-            header = fh.readline().rstrip("\n").split("\t")
+        with path.open("rb") as fh:
+            first = fh.readline(_HEADER_BYTES)
+        header = first.decode("utf-8").rstrip("\r\n").split("\t")
     except (OSError, UnicodeDecodeError) as exc:
         raise TsvError(f"{path}: cannot read: {exc}") from exc
     if header == [""]:
         raise TsvError(f"{path}: empty file, expected a TabSeparatedWithNames header")
-    missing = [f for f in fields if f not in header]
+    return header
+
+
+def units(path: Path, kinds: Mapping[str, str], block_bytes: int | None = None) -> Iterator[pa.Buffer]:
+    """The file as pieces of about ``block_bytes``, each the header line and whole rows, parsed one by
+    one with ``parse`` (on any thread: a piece is a small file of its own).
+
+    Checks the header first: a missing column is an error naming the file and the column.
+    """
+    header = _header(path)
+    missing = [f for f in kinds if f not in header]
     if missing:
         raise MissingColumn(f"{path}: missing column(s) {', '.join(missing)}; header has {', '.join(header)}")
-    # uint64 and datetime64 columns come in as fixed-width bytes and are parsed (and checked) below.
-    dtypes: dict[str, type | str] = {f: _read_dtype(types.get(f, "str")) for f in fields}
+    block_bytes = block_bytes or BLOCK_BYTES
     try:
-        frame = pd.read_csv(
-            path,
-            sep="\t",
-            usecols=list(fields),
-            dtype=dtypes,
-            engine="c",
-            quoting=csv.QUOTE_NONE,
-            # Empty strings are values here (e.g. an empty URL), not missing data.
-            na_filter=False,
-            lineterminator="\n",
-            encoding="utf-8",
-        )
-        for name, kind in types.items():
-            raw = frame[name].to_numpy()
-            if kind == "uint64":
-                frame[name] = parsing.parse_fixed_ids(raw, name)
-            elif kind == "datetime64[s]":
-                frame[name] = parsing.parse_fixed_datetimes(raw, name).astype("datetime64[s]")
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TsvError(f"{path}: {exc}") from exc
-    return frame[list(fields)]
+        with path.open("rb") as fh:
+            head = fh.readline()
+            carry = b""
+            while True:
+                # Read straight behind a copy of the header: the piece is a small file of its own.
+                start = len(head) + len(carry)
+                buffer = np.empty(start + block_bytes, dtype=np.uint8)
+                buffer[:start] = np.frombuffer(head + carry, dtype=np.uint8)
+                size = fh.readinto(buffer[start:].data)
+                if not size:
+                    break
+                end = _last_line_end(buffer, start, start + size)  # a value never holds a line break
+                if end == 0:  # no row ends in this block
+                    carry = buffer[len(head) : start + size].tobytes()
+                    continue
+                carry = buffer[end : start + size].tobytes()
+                yield pa.py_buffer(buffer[:end])
+            if carry or fh.tell() == len(head):  # the last row may lack its line break; no rows at all
+                yield pa.py_buffer(head + carry)
+    except OSError as exc:
+        raise TsvError(f"{path}: cannot read: {exc}") from exc
 
 
-def _read_dtype(kind: str) -> type | str:
-    if kind in _FIXED_WIDTH:
-        return f"S{_FIXED_WIDTH[kind]}"
-    return np.int64 if kind == "int64" else str
+def _last_line_end(buffer: npt.NDArray[np.uint8], lo: int, hi: int) -> int:
+    """One past the last line break in buffer[lo:hi], or 0; looked for from the end, a window at a time."""
+    while hi > lo:
+        window = max(lo, hi - _WINDOW)
+        breaks = np.flatnonzero(buffer[window:hi] == ord("\n"))
+        if breaks.size:
+            return window + int(breaks[-1]) + 1
+        hi = window
+    return 0
 
 
-def _empty(kind: str) -> pd.Series:
-    return pd.Series([], dtype=str) if kind == "str" else pd.Series(np.zeros(0, dtype=kind))
+def parse(piece: pa.Buffer, kinds: Mapping[str, str], path: Path) -> pa.Table:
+    """A piece of ``units`` as the columns of ``kinds`` (field -> kind), converted and checked.
 
-
-def read_tsv(
-    paths: Iterable[Path | str],
-    fields: Sequence[str],
-    ints: Iterable[str] = (),
-    escaped: Iterable[str] = (),
-    uint64s: Iterable[str] = (),
-    datetimes: Iterable[str] = (),
-) -> pd.DataFrame:
-    """Concatenate the parts, keeping ``fields`` (in that order).
-
-    ``ints`` become int64, ``uint64s`` exact uint64 (decimal UInt64 ids), ``datetimes`` datetime64[s]
-    ('YYYY-MM-DD HH:MM:SS', naive), the rest str.  Only the ``escaped`` columns are unescaped: ids,
-    numbers and dates never hold escapes, and skipping them keeps large files fast.
+    The table has the fields in the order of ``kinds``; ``uint64`` columns come as uint64,
+    ``datetime`` ones as timestamp[s], ``int64`` as int64, ``text`` as binary, ``escaped`` as string.
     """
-    types = (
-        {f: "int64" for f in ints} | {f: "uint64" for f in uint64s} | {f: "datetime64[s]" for f in datetimes}
+    convert = pcsv.ConvertOptions(
+        include_columns=list(kinds),
+        column_types={f: _ARROW_TYPES[k] for f, k in kinds.items()},
+        # Empty strings are values here (e.g. an empty URL), not missing data.
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+        null_values=[],
     )
-    frames = [_read_one(Path(p), fields, {f: types[f] for f in fields if f in types}) for p in paths]
-    if not frames:
-        return pd.DataFrame({f: _empty(types.get(f, "str")) for f in fields}, columns=list(fields))
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    for name in escaped:
-        frame[name] = unescape(frame[name])
-    return frame
+    options = pcsv.ReadOptions(use_threads=False, block_size=_PARSE_BLOCK)
+    try:
+        table = pcsv.read_csv(
+            pa.BufferReader(piece), read_options=options, parse_options=_PARSE, convert_options=convert
+        )
+    except pa.ArrowInvalid as exc:
+        header = piece.to_pybytes().split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r").split("\t")
+        raise TsvError(f"{path}: {_name_column(str(exc), header)}") from exc
+    return _checked(table, kinds)
+
+
+def batches(path: Path, kinds: Mapping[str, str], block_bytes: int | None = None) -> Iterator[pa.Table]:
+    """``parse`` of each of the file's ``units``, in order, on this thread."""
+    for piece in units(path, kinds, block_bytes):
+        yield parse(piece, kinds, path)
+
+
+def _name_column(message: str, header: Sequence[str]) -> str:
+    """Arrow's 'In CSV column #3: ...' with the column's name."""
+    found = _ARROW_COLUMN.search(message)
+    if found is None or int(found.group(1)) >= len(header):
+        return message
+    return f"column {header[int(found.group(1))]}: {message[found.end() :]}"
+
+
+def _checked(table: pa.Table, kinds: Mapping[str, str]) -> pa.Table:
+    """The columns in the order of ``kinds`` (as Arrow's parse blocks left them: chunked), free text
+    unescaped."""
+    columns = [
+        unescape(table.column(name).combine_chunks()) if kind == "escaped" else table.column(name)
+        for name, kind in kinds.items()
+    ]
+    return pa.table(columns, names=list(kinds))
+
+
+def read(paths: Iterable[Path | str], kinds: Mapping[str, str]) -> pa.Table:
+    """All parts of one source as one table (for small days and tests; the scorer streams them)."""
+    tables = [t for p in paths for t in batches(Path(p), kinds)]
+    if not tables:
+        return pa.table(
+            [pa.array([], type=_result_type(k)) for k in kinds.values()],
+            names=list(kinds),
+        )
+    return pa.concat_tables(tables)
+
+
+def _result_type(kind: str) -> pa.DataType:
+    return (
+        pa.string()
+        if kind == "escaped"
+        else _ARROW_TYPES[kind]
+        if kind == "text"
+        else {
+            "uint64": pa.uint64(),
+            "datetime": pa.timestamp("s"),
+            "int64": pa.int64(),
+        }[kind]
+    )
+
+
+def _unescape_value(text: str) -> str:
+    return _ESCAPE.sub(lambda m: _UNESCAPE.get(m.group(1), "\\" + m.group(1)), text)
+
+
+def unescape(column: pa.StringArray) -> pa.StringArray:
+    """Undo ClickHouse TSV escaping (\\t, \\n, \\\\, \\' ...) in a text column.
+
+    Escapes are rare in real URLs, so only the values holding a backslash go through Python.
+    """
+    has_escape = pc.match_substring(column, "\\").to_numpy(zero_copy_only=False)
+    if not has_escape.any():
+        return column
+    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    values[has_escape] = [_unescape_value(v) for v in values[has_escape].tolist()]
+    return pa.array(values, type=pa.string())
+
+
+def as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A ``text`` column as UTF-8 strings; TsvError if it is not UTF-8."""
+    try:
+        return pc.cast(column, pa.string())
+    except pa.ArrowInvalid as exc:
+        raise TsvError(f"not UTF-8 text: {exc}") from exc
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """A table of ``batches`` as pandas: text as str, uint64/int64 as numpy ints, datetimes as
+    datetime64[s]."""
+    return pd.DataFrame(
+        {
+            name: (
+                pd.Series(as_text(column).to_pandas(), dtype=str)
+                if pa.types.is_binary(column.type) or pa.types.is_string(column.type)
+                else column.to_numpy()
+            )
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        },
+        columns=table.column_names,
+    )
 
 
 def read_visits(paths: Iterable[Path | str], fields: Sequence[str] = VISIT_FIELDS) -> pd.DataFrame:
-    return read_tsv(paths, fields, ints=_INT_FIELDS & set(fields), escaped=_text_fields(fields))
+    """Visits as pandas (ints as int64, the rest as str)."""
+    return to_frame(read(paths, kinds_of(fields, VISIT_KINDS)))
 
 
 def read_hits(paths: Iterable[Path | str], fields: Sequence[str] = HIT_FIELDS) -> pd.DataFrame:
     """Hits; ``ym:pv:watchID`` as uint64 and ``ym:pv:dateTime`` as datetime64[s] when asked for."""
-    return read_tsv(
-        paths,
-        fields,
-        escaped=_text_fields(fields),
-        uint64s=_UINT64_FIELDS & set(fields),
-        datetimes=_DATETIME_FIELDS & set(fields),
-    )
-
-
-def _text_fields(fields: Iterable[str]) -> list[str]:
-    # Free-text Metrika fields; every other field we read is an id, number, date or code.
-    return [f for f in fields if f.rsplit(":", 1)[-1] in {"startURL", "endURL", "URL", "referer", "title"}]
+    return to_frame(read(paths, kinds_of(fields, HIT_KINDS)))

@@ -3,9 +3,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import subprocess
 import sys
 
 import aiohttp
+import pandas as pd
+import pyarrow as pa
 
 from sandbox import simulator
 from scorer import cli, model, scoring, tsv
@@ -94,3 +98,50 @@ async def test_api_mode_pulls_the_sandbox_and_writes_default_file(sandbox, tmp_p
 async def _get(server, path):
     async with aiohttp.ClientSession() as session, session.get(server.make_url(path)) as resp:
         return await resp.json()
+
+
+def test_seed_json_is_json_dumps_of_the_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_JSON_ROWS", 2)  # several slices
+    frame = pd.DataFrame(
+        {
+            "visitId": pd.Series(["1", str(2**64 - 1), "3"], dtype=str),
+            "clientId": pd.Series(['a"b\\c\nd\x01é', str(2**63), "\u2028"], dtype=str),
+            "dateTime": pd.Series(["2024-01-01 00:00:00"] * 3, dtype=str),
+            "visitDuration": [5, 70, 0],
+        }
+    )
+    for rows in (frame, frame.iloc[1:], frame.iloc[:0]):
+        records = [
+            {"visitId": v, "clientId": c, "dateTime": d, "visitDuration": int(s)}
+            for v, c, d, s in zip(*(rows[f] for f in cli.SEED_FIELDS), strict=True)
+        ]
+        cli.write_seed_json(pa.Table.from_pandas(rows, preserve_index=False), tmp_path / "out.json")
+        assert (tmp_path / "out.json").read_text(encoding="utf-8") == json.dumps(
+            records, ensure_ascii=False, indent=2
+        )
+
+
+def test_logs_dir_run_loads_no_sklearn_scipy_or_aiohttp_once_the_models_are_compiled(tmp_path):
+    day = simulator.simulate_day(99, DAY, n_visits=300)
+    _write_parts(tmp_path / "logs", day)
+    heavy = "{'sklearn', 'scipy', 'aiohttp', 'joblib'}"
+    probe = (
+        "import sys; from scorer import cli; code = cli.main(sys.argv[1:]); "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    )
+    argv = [
+        "score",
+        "--date",
+        DAY.isoformat(),
+        "--logs-dir",
+        str(tmp_path / "logs"),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", probe, *argv], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert "sklearn" in first.stdout  # compiled (and checked against predict_proba) once
+    again = subprocess.run([sys.executable, "-c", probe, *argv], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "[]"

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from sandbox.simulator import simulate_day
-from scorer import features, parsing
+from scorer import features
 from scorer.features import FEATURES, FeatureError, build_features, device_class
-from scorer.parsing import parse_datetimes, parse_fixed_datetimes, parse_fixed_ids, parse_id_lists, parse_ids
+from scorer.parsing import datetimes, id_lists, uint64s
 
 BIG = 2**64 - 1000  # watch ids above 2**63 on purpose
 
@@ -171,6 +171,11 @@ def test_empty_visits(tiny: tuple[pd.DataFrame, pd.DataFrame]) -> None:
     assert f.shape == (0, len(FEATURES))
 
 
+def _lists(rows: list[str]) -> tuple[list[int], list[int]]:
+    ids, per_row = id_lists(pd.Series(rows, dtype=str))
+    return ids.tolist(), np.repeat(np.arange(len(rows)), per_row).tolist()
+
+
 def test_ids_above_2_63_parse_exactly_and_bad_ids_are_refused() -> None:
     values = [
         "0",
@@ -179,7 +184,7 @@ def test_ids_above_2_63_parse_exactly_and_bad_ids_are_refused() -> None:
         "18446744073709551615",
         "10000000000000000000",
     ]
-    assert parse_ids(pd.Series(values, dtype=str)).tolist() == [int(v) for v in values]
+    assert uint64s(pd.Series(values, dtype=str)).tolist() == [int(v) for v in values]
     for bad in (
         "18446744073709551616",
         "99999999999999999999",
@@ -187,71 +192,70 @@ def test_ids_above_2_63_parse_exactly_and_bad_ids_are_refused() -> None:
         "12a",
         "",
         "-1",
+        "+5",
         "1.5e18",
+        " 12",
+        "12 ",
+        "1\x002",
+        "0x10",
     ):
         with pytest.raises(FeatureError):
-            parse_ids(pd.Series([bad], dtype=str))
-    ids, owner = parse_id_lists(pd.Series(["[1,2]", "[]", f"[{2**64 - 1}]"], dtype=str))
-    assert (ids.tolist(), owner.tolist()) == ([1, 2, 2**64 - 1], [0, 0, 2])
+            uint64s(pd.Series(["7", bad], dtype=str))
+    assert _lists(["[1,2]", "[]", f"[{2**64 - 1}]"]) == ([1, 2, 2**64 - 1], [0, 0, 2])
     bad_lists = ("[1,,2]", "[1,2", "1,2]", "[,1]", "[1,]", "[1 ,2]", "[[1]", "[1]]", "", "[1]2]", "[1;2]")
-    for bad in (*bad_lists, "[1]\n[2]", "[,]", "[ ]", "[]]", "[[]", f"[{2**64}]", "[123456789012345678901]"):
+    for bad in (
+        *bad_lists,
+        "[1]\n[2]",
+        "[,]",
+        "[ ]",
+        "[]]",
+        "[[]",
+        f"[{2**64}]",
+        "[123456789012345678901]",
+        "[",
+    ):
         with pytest.raises(FeatureError):
-            parse_id_lists(pd.Series([bad], dtype=str))
+            id_lists(pd.Series([bad], dtype=str))
         with pytest.raises(FeatureError):  # a bad row among good ones
-            parse_id_lists(pd.Series(["[5]", bad, "[7,8]"], dtype=str))
+            id_lists(pd.Series(["[5]", bad, "[7,8]"], dtype=str))
 
 
-def test_ids_of_every_length_parse_exactly_in_lists_and_fixed_width() -> None:
+def test_ids_of_every_length_parse_exactly_alone_and_in_lists() -> None:
     rng = np.random.default_rng(7)
     # Every length from 1 to 20 digits, the largest UInt64s, and random ones.
     values = [int("9" * k) for k in range(1, 20)] + [10**k for k in range(20)] + [2**64 - 1, 2**63, 2**63 - 1]
     values += (
         rng.integers(0, 2**64, 5000, dtype=np.uint64) >> rng.integers(0, 64, 5000).astype(np.uint64)
     ).tolist()
-    texts = pd.Series([str(v) for v in values], dtype=str)
-    assert parse_ids(texts).tolist() == values
-    assert parse_fixed_ids(np.array([str(v).encode() for v in values], dtype="S21")).tolist() == values
+    assert uint64s(pd.Series([str(v) for v in values], dtype=str)).tolist() == values
     rows = ["[" + ",".join(str(v) for v in values[i : i + 7]) + "]" for i in range(0, len(values), 7)]
-    ids, owner = parse_id_lists(pd.Series(rows, dtype=str))
-    assert ids.tolist() == values
-    assert owner.tolist() == [i // 7 for i in range(len(values))]
+    assert _lists(rows) == (values, [i // 7 for i in range(len(values))])
 
 
-def test_fixed_width_ids_refuse_anything_but_one_decimal_uint64() -> None:
-    for bad in (b"", b"-1", b"1.5", b" 12", b"12 ", b"1\x002", b"18446744073709551616", b"1" * 21):
-        with pytest.raises(FeatureError):
-            parse_fixed_ids(np.array([b"7", bad], dtype="S21"))
-    with pytest.raises(TypeError):
-        parse_fixed_ids(np.array([1, 2]))  # type: ignore[arg-type]
-
-
-def test_fixed_width_datetimes_parse_and_refuse() -> None:
-    values = np.array([b"2024-02-29 23:59:59", b"1970-01-01 00:00:00"], dtype="S20")
-    assert parse_fixed_datetimes(values).tolist() == [1709251199, 0]
-    for bad in (
-        b"2024-02-29 23:59:5",
-        b"2024-02-29 23:59:590",
-        b"2024-02-30 00:00:00",
-        b"2024-02-29T23:59:59",
-    ):
-        with pytest.raises(FeatureError):
-            parse_fixed_datetimes(np.array([bad], dtype="S20"))
-
-
-def test_parse_datetimes_matches_pandas_and_refuses_garbage() -> None:
+def test_datetimes_parse_exactly_and_refuse_other_spellings() -> None:
     values = pd.Series(
         ["2024-02-29 23:59:59", "1970-01-01 00:00:00", "2038-01-19 03:14:08", "2100-03-01 12:00:00"]
     )
     expected = pd.to_datetime(values).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    assert parse_datetimes(values).tolist() == expected.tolist()
-    for bad in ("2023-02-29 00:00:00", "2024-13-01 00:00:00", "2024-01-01 24:00:00", "2024-01-0x 00:00:00"):
+    assert datetimes(values).tolist() == expected.tolist() == [1709251199, 0, 2147483648, 4107585600]
+    for bad in (
+        "2023-02-29 00:00:00",
+        "2024-02-30 00:00:00",
+        "2024-13-01 00:00:00",
+        "2024-01-01 24:00:00",
+        "2024-01-01 23:59:60",
+        "2024-01-0x 00:00:00",
+        "2024-02-29 23:59:5",
+        "2024-02-29 23:59:590",
+        "2024-02-29T23:59:59",
+        "2024-03-01 10:00:00.5",
+        "2024-03-01",
+        "2024-03-01 10:00",
+        "2024-3-1 10:00:00",
+        "",
+    ):
         with pytest.raises(FeatureError):
-            parse_datetimes(pd.Series([bad]))
-    # A datetime64 column (as scorer.tsv reads hits) is taken as it is.
-    assert (
-        parse_datetimes(pd.Series(pd.to_datetime(values)).astype("datetime64[s]")).tolist()
-        == expected.tolist()
-    )
+            datetimes(pd.Series(["2024-01-01 00:00:00", bad]))
 
 
 def test_device_class_rule() -> None:
@@ -301,9 +305,9 @@ def test_matches_per_visit_reference_on_a_simulated_day(monkeypatch: pytest.Monk
     day = simulate_day(31, dt.date(2024, 5, 6), n_visits=1500, seed=4)
     expected = reference(day.visits, day.hits)
     pd.testing.assert_frame_equal(build_features(day.visits, day.hits), expected, rtol=1e-9, atol=1e-9)
-    # Small chunks: many chunks on several threads must give the very same result.
-    monkeypatch.setattr(features, "_VISITS_PER_CHUNK", 97)
-    monkeypatch.setattr(parsing, "ROWS_PER_CHUNK", 101)
+    # Many buckets, joined on several threads: the very same result.
+    monkeypatch.setattr(features, "HITS_PER_BUCKET", 16)
+    assert features.bucket_bits(len(day.hits)) >= 8
     pd.testing.assert_frame_equal(build_features(day.visits, day.hits), expected, rtol=1e-9, atol=1e-9)
     # Hits as scorer.tsv reads them (uint64 ids, datetime64 times): the same features.
     typed = pd.DataFrame(
@@ -313,49 +317,3 @@ def test_matches_per_visit_reference_on_a_simulated_day(monkeypatch: pytest.Monk
         }
     )
     pd.testing.assert_frame_equal(build_features(day.visits, typed), expected, rtol=1e-9, atol=1e-9)
-
-
-def _unspread(y: int) -> int:
-    """The id whose features._spread is ``y``: undo the multiply, then the fold."""
-    mask = 2**64 - 1
-
-    def unshift(x: int, s: int) -> int:  # inverse of x ^ (x >> s)
-        out = x
-        for _ in range(64 // s + 1):
-            out = x ^ (out >> s)
-        return out & mask
-
-    return unshift((y * pow(0xBF58476D1CE4E5B9, -1, 2**64)) & mask, 32)
-
-
-def test_hit_index_tells_apart_ids_that_share_their_top_bits() -> None:
-    # Spread ids equal above bit 31 land in one bucket with equal keys but for the row: only the
-    # full-id comparison can tell them apart.
-    top = 0x0123456789ABCDEF & ~(2**32 - 1)
-    ids = [_unspread(top | low) for low in (5, 9, 2**31 + 1, 77)]
-    assert [int(x) for x in features._spread(np.array(ids, dtype=np.uint64))] == [
-        top | 5,
-        top | 9,
-        top | 2**31 + 1,
-        top | 77,
-    ]
-    hits = np.array([ids[1], 12345, ids[0], ids[2], ids[0]], dtype=np.uint64)  # ids[0] twice: first row wins
-    index = features._HitIndex(hits)
-    queries = np.array([ids[0], ids[1], ids[2], ids[3], 12345, 999], dtype=np.uint64)
-    assert index.rows(queries).tolist() == [2, 0, 3, -1, 1, -1]
-    assert features._HitIndex(np.zeros(0, dtype=np.uint64)).rows(queries).tolist() == [-1] * 6
-    assert index.rows(np.zeros(0, dtype=np.uint64)).tolist() == []
-
-
-def test_hit_index_on_many_random_ids() -> None:
-    rng = np.random.default_rng(3)
-    hits = rng.integers(0, 2**64, 50_000, dtype=np.uint64, endpoint=False)
-    hits[rng.integers(0, hits.size, 5000)] = hits[rng.integers(0, hits.size, 5000)]  # exported twice
-    first: dict[int, int] = {}
-    for row, value in enumerate(hits.tolist()):
-        first.setdefault(value, row)
-    queries = np.concatenate(
-        [hits[rng.permutation(hits.size)], rng.integers(0, 2**64, 5000, dtype=np.uint64)]
-    )
-    expected = [first.get(q, -1) for q in queries.tolist()]
-    assert features._HitIndex(hits).rows(queries).tolist() == expected

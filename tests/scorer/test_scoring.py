@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, Day, simulate_day, write_tsv
-from scorer import scoring, tsv
+from scorer import forest, scoring, tsv
 from scorer.features import FEATURES, build_matrix
 from scorer.model import Models, load_models
 
@@ -106,6 +106,32 @@ def test_score_dir_without_files(tmp_path: Path, models: Models) -> None:
         scoring.score_dir(tmp_path, models)
 
 
+def test_largest_uint64_client_and_watch_ids_come_out_exact(tmp_path: Path, day: Day, models: Models) -> None:
+    # An engaged visit (the day's best scored one) given the largest UInt64 as clientID and watchID.
+    best = scoring.score_visits(day.visits, day.hits, models).sort_values("score").iloc[-1]
+    visits, hits = day.visits.copy(), day.hits.copy()
+    row = visits.index[visits["ym:s:visitID"] == best["visitId"]][0]
+    first = visits.at[row, "ym:s:watchIDs"].strip("[]").split(",")[0]
+    top = str(2**64 - 1)
+    visits.at[row, "ym:s:clientID"] = top
+    visits.at[row, "ym:s:watchIDs"] = visits.at[row, "ym:s:watchIDs"].replace(first, top, 1)
+    hits.loc[hits["ym:pv:watchID"] == first, "ym:pv:watchID"] = top
+    write_parts(tmp_path, Day(visits, hits, day.level), 3, VISIT_FIELDS, HIT_FIELDS)
+    result, _ = scoring.score_dir(tmp_path, models)
+    picked = result[result["visitId"] == best["visitId"]]
+    assert picked["clientId"].tolist() == [top]
+    assert picked["score"].tolist() == [best["score"]]  # the hit with id 2**64 - 1 joined as before
+
+
+def test_a_part_missing_a_column_names_file_and_column(tmp_path: Path, day: Day, models: Models) -> None:
+    write_parts(tmp_path, day, 2, list(tsv.VISIT_FIELDS), list(tsv.HIT_FIELDS))
+    with open(tmp_path / "hits_1.tsv", "w", encoding="utf-8", newline="") as fh:
+        write_tsv(day.hits.iloc[:10], ["ym:pv:watchID", "ym:pv:URL"], fh)
+    with pytest.raises(tsv.MissingColumn, match=r"hits_1\.tsv: missing column\(s\) ym:pv:dateTime"):
+        scoring.score_dir(tmp_path, models)
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "hits_0.tsv"  # no work directory left
+
+
 # --- tsv -------------------------------------------------------------------------------------------
 
 
@@ -148,11 +174,11 @@ def test_hit_ids_above_2_63_are_read_exactly(tmp_path: Path) -> None:
         ("ym:pv:watchID", "18446744073709551616"),  # 2**64
         ("ym:pv:watchID", "-1"),
         ("ym:pv:watchID", "1.5e18"),
-        ("ym:pv:watchID", " 12"),
+        ("ym:pv:watchID", "12a"),
         ("ym:pv:watchID", ""),
         ("ym:pv:watchID", "123456789012345678901234"),
         ("ym:pv:dateTime", "2024-02-30 00:00:00"),
-        ("ym:pv:dateTime", "2024-03-01T10:00:00"),
+        ("ym:pv:dateTime", "2024-03-01 24:00:00"),
         ("ym:pv:dateTime", "2024-03-01 10:00:00.5"),
     ],
 )
@@ -245,46 +271,70 @@ def test_compiled_models_score_exactly_as_predict_proba(day: Day, models: Models
     scores, selected = scoring.predict(matrix, models)
     mobile = matrix[FEATURES.index("is_mobile")] == 1
     for name, rows in (("desktop", ~mobile), ("mobile", mobile)):
-        assert scoring._forest(models.estimator(name)) is not None, name
+        assert forest.compiled(models.estimator(name)) is not None, name
         expected = models.estimator(name).predict_proba(np.ascontiguousarray(matrix[:, rows].T))[:, 1]
         assert np.array_equal(scores[rows], expected), name  # bit for bit
     thresholds = np.where(mobile, models.threshold("mobile"), models.threshold("desktop"))
     assert np.array_equal(selected, scores >= thresholds)
     # Features on, just below and just above every split threshold.
     for name in ("desktop", "mobile"):
-        forest = scoring._forest(models.estimator(name))
-        assert forest is not None
-        probe = forest.probe(4096)
+        compiled = forest.compiled(models.estimator(name))
+        assert compiled is not None
+        probe = compiled.probe(4096)
         expected = models.estimator(name).predict_proba(np.ascontiguousarray(probe.T))[:, 1]
-        assert np.array_equal(forest.proba(probe), expected), name
+        assert np.array_equal(compiled.proba(probe), expected), name
 
 
 def test_nan_features_are_scored_by_predict_proba(models: Models) -> None:
-    forest = scoring._forest(models.estimator("desktop"))
-    assert forest is not None
-    probe = forest.probe(64)
+    compiled = models.by_class["desktop"].forest
+    assert compiled is not None
+    probe = compiled.probe(64)
+    probe[FEATURES.index("is_mobile")] = 0.0
     probe[FEATURES.index("pause_std"), ::3] = np.nan
     expected = models.estimator("desktop").predict_proba(np.ascontiguousarray(probe.T))[:, 1]
-    assert np.array_equal(forest.proba(probe), expected)
+    assert np.array_equal(scoring.predict(probe, models)[0], expected)
 
 
 def test_a_model_the_compiler_gets_wrong_falls_back_to_predict_proba(
-    day: Day, models: Models, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    day: Day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    estimator = models.estimator("mobile")
-    original = scoring._Forest._compile
+    original = forest.Forest._compile
 
     def off_by_one(nodes: object) -> tuple[object, object, object]:
         features, thresholds, leaf = original(nodes)
         return features, thresholds, leaf + 1e-3
 
-    monkeypatch.setattr(scoring._Forest, "_compile", staticmethod(off_by_one))
-    monkeypatch.setattr(scoring, "_FORESTS", scoring.weakref.WeakKeyDictionary())
-    matrix = build_matrix(day.visits, day.hits)
-    with caplog.at_level("WARNING", logger="scorer.scoring"):
-        scores, _ = scoring.predict(matrix, models)
-    assert scoring._forest(estimator) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing compiled before
+    monkeypatch.setattr(forest.Forest, "_compile", staticmethod(off_by_one))
+    monkeypatch.setattr(forest, "_FORESTS", forest.weakref.WeakKeyDictionary())
+    with caplog.at_level("WARNING", logger="scorer.forest"):
+        models = load_models()
     assert "cannot compile" in caplog.text
+    assert models.by_class["mobile"].forest is None and models.by_class["desktop"].forest is None
+    assert not list(tmp_path.rglob("*.npz"))  # nothing wrong is kept
+    matrix = build_matrix(day.visits, day.hits)
+    scores, _ = scoring.predict(matrix, models)
     mobile = matrix[FEATURES.index("is_mobile")] == 1
-    expected = estimator.predict_proba(np.ascontiguousarray(matrix[:, mobile].T))[:, 1]
+    expected = models.estimator("mobile").predict_proba(np.ascontiguousarray(matrix[:, mobile].T))[:, 1]
     assert np.array_equal(scores[mobile], expected)
+
+
+def test_compiled_tables_are_cached_and_scored_without_unpickling(
+    day: Day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = load_models()
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    again = load_models()
+    for name in ("desktop", "mobile"):
+        assert "not unpickled" in repr(again.estimator(name))
+    matrix = build_matrix(day.visits, day.hits)
+    assert np.array_equal(scoring.predict(matrix, again)[0], scoring.predict(matrix, first)[0])
+    for name in ("desktop", "mobile"):
+        assert "not unpickled" in repr(again.estimator(name))  # scored from the tables alone
+    # A damaged cache file is compiled again, not trusted.
+    for path in tmp_path.rglob("*.npz"):
+        path.write_bytes(b"not a cache")
+    third = load_models()
+    assert not any("not unpickled" in repr(third.estimator(n)) for n in ("desktop", "mobile"))
+    assert np.array_equal(scoring.predict(matrix, third)[0], scoring.predict(matrix, first)[0])
