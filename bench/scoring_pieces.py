@@ -55,13 +55,13 @@ def main(day: Path) -> None:
     models = timed("model load (compiled tables cached)", model.load_models)
     visit_paths, hit_paths = tsv.find_parts(day)
     hit_bytes = sum(p.stat().st_size for p in hit_paths)
-    bits = features.bucket_bits(hit_bytes // scoring._HIT_LINE_BYTES)
+    bits = join.bits_for(hit_bytes // scoring._HIT_LINE_BYTES)
     visit_kinds, hit_kinds = scoring._VISIT_KINDS, scoring._HIT_KINDS
     with Spill(day, scoring.SPILL_BUDGET) as spill, workers.pool() as executor:
         joined = join.Join(spill, bits)
         for path in visit_paths:
             for piece in each("read visits (pyarrow.csv)", tsv.units(path, visit_kinds)):
-                table = timed("read visits (pyarrow.csv)", tsv.parse, piece, visit_kinds, path)
+                table = timed("read visits (pyarrow.csv)", tsv.parse, piece, visit_kinds)
                 timed("watchIDs", parsing.id_lists, table.column("ym:s:watchIDs"), "ym:s:watchIDs")
                 prepared, listed = timed("visit columns", features.prepare_visits, table)
                 positions = np.arange(listed.size, dtype=np.int64)
@@ -70,7 +70,7 @@ def main(day: Path) -> None:
         CPU["visit columns"] -= CPU["watchIDs"]  # prepare_visits parses the watchIDs again
         for path in hit_paths:
             for piece in each("read hits (pyarrow.csv)", tsv.units(path, hit_kinds)):
-                table = timed("read hits (pyarrow.csv)", tsv.parse, piece, hit_kinds, path)
+                table = timed("read hits (pyarrow.csv)", tsv.parse, piece, hit_kinds)
                 ids = table.column("ym:pv:watchID").to_numpy()
                 times = pc.cast(table.column("ym:pv:dateTime"), pa.int64()).to_numpy()
                 scattered = timed("join: to buckets", join.scatter, ids, times, bits)

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scorer import parsing, workers
+from scorer import join, parsing, tsv, workers
 from scorer.join import MISSING, Join, scatter
 from scorer.parsing import FeatureError
 from scorer.spill import Spill
@@ -71,18 +71,6 @@ F64 = npt.NDArray[np.float64]
 _OFFSET_BITS = 31
 _OFFSET_MAX = (1 << _OFFSET_BITS) - 1
 _DEVICE_CODES = pa.array(["1", "2", "3", "4"])
-# A prepared batch of visits: the text the output needs, as it came, and the numbers the features need.
-PREPARED: tuple[str, ...] = (
-    "ym:s:visitID",
-    "ym:s:clientID",
-    "ym:s:dateTime",
-    "start",  # ym:s:dateTime as seconds
-    "ym:s:visitDuration",
-    "ym:s:pageViews",
-    "ym:s:bounce",
-    "device",  # ym:s:deviceCategory as 1-4, 0 unknown
-    "watch_ids",  # ids listed in ym:s:watchIDs
-)
 
 
 def device_class(series: pd.Series) -> pd.Series:
@@ -92,7 +80,7 @@ def device_class(series: pd.Series) -> pd.Series:
     return pd.Series(table[codes], index=series.index, dtype=str)
 
 
-def _device_codes(column: pa.Array) -> npt.NDArray[np.int8]:
+def _device_codes(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int8]:
     if pa.types.is_integer(column.type):
         column = pc.cast(column, pa.string())
     found = pc.index_in(column, value_set=_DEVICE_CODES.cast(column.type))
@@ -101,8 +89,14 @@ def _device_codes(column: pa.Array) -> npt.NDArray[np.int8]:
 
 
 def prepare_visits(batch: pa.Table) -> tuple[pa.Table, U64]:
-    """A batch of visits (the tsv.VISIT_FIELDS columns) as PREPARED columns, and the ids its rows
-    list in ym:s:watchIDs, one row's after another."""
+    """A batch of visits (the tsv.VISIT_FIELDS columns) turned into numbers once, and the ids its rows
+    list in ym:s:watchIDs, one row's after another.
+
+    The prepared batch keeps what the output needs as it came (``ym:s:visitID``, ``ym:s:clientID``,
+    ``ym:s:dateTime``) and what the features need: ``start`` (the dateTime in seconds),
+    ``ym:s:visitDuration``, ``ym:s:pageViews``, ``ym:s:bounce``, ``device`` (1-4, 0 unknown) and
+    ``watch_ids`` (how many ids the row lists).
+    """
     listed, per_row = parsing.id_lists(batch.column("ym:s:watchIDs"), "ym:s:watchIDs")
     start = parsing.datetimes(batch.column("ym:s:dateTime"), "ym:s:dateTime")
     numbers = {}
@@ -117,7 +111,7 @@ def prepare_visits(batch: pa.Table) -> tuple[pa.Table, U64]:
         "ym:s:dateTime": batch.column("ym:s:dateTime"),
         "start": pa.array(start),
         **numbers,
-        "device": pa.array(_device_codes(batch.column("ym:s:deviceCategory").combine_chunks())),
+        "device": pa.array(_device_codes(batch.column("ym:s:deviceCategory"))),
         "watch_ids": pa.array(per_row.astype(np.int32)),
     }
     return pa.table(prepared), listed
@@ -204,17 +198,7 @@ def _aggregate(group: I64, offset: I64, out: F64) -> None:
 def frame_batches(visits: pd.DataFrame, hits: pd.DataFrame) -> tuple[pa.Table, U64, I64]:
     """Frames as the reader's tables: visits as an Arrow table of tsv.VISIT_FIELDS, hits' watchID as
     uint64 and dateTime as seconds (either may be text, as the Logs API writes them, or numeric)."""
-    fields = [
-        "ym:s:visitID",
-        "ym:s:clientID",
-        "ym:s:watchIDs",
-        "ym:s:dateTime",
-        "ym:s:visitDuration",
-        "ym:s:pageViews",
-        "ym:s:bounce",
-        "ym:s:deviceCategory",
-    ]
-    table = pa.Table.from_pandas(visits[fields], preserve_index=False)
+    table = pa.Table.from_pandas(visits[list(tsv.VISIT_FIELDS)], preserve_index=False)
     watch = hits["ym:pv:watchID"]
     if pd.api.types.is_integer_dtype(watch.dtype):
         if pd.api.types.is_signed_integer_dtype(watch.dtype) and bool((watch < 0).any()):
@@ -243,19 +227,11 @@ def build_matrix(visits: pd.DataFrame, hits: pd.DataFrame) -> F64:
 
 def join_frames(spill: Spill, table: pa.Table, hit_ids: U64, hit_times: I64) -> Join:
     """A Join of one piece of visits (tsv.VISIT_FIELDS) and its hits."""
-    joined = Join(spill, bucket_bits(hit_ids.size))
+    joined = Join(spill, join.bits_for(hit_ids.size))
     prepared, listed = prepare_visits(table)
     joined.add_visits(prepared, scatter(listed, np.arange(listed.size, dtype=np.int64), joined.bits))
     joined.add_hits(scatter(hit_ids, hit_times, joined.bits))
     return joined
-
-
-def bucket_bits(hits: int) -> int:
-    """Bits of bucket number for a join of ``hits`` hits: about HITS_PER_BUCKET hits a bucket."""
-    return max(0, min(16, (hits // HITS_PER_BUCKET).bit_length()))
-
-
-HITS_PER_BUCKET = 1 << 16  # buckets of this size join fastest here: per-bucket overhead vs cache misses
 
 
 def build_features(visits: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:

@@ -1,9 +1,18 @@
-"""The one scoring path (scorer service and CLI alike): visits + hits -> level-4+ visits with scores."""
+"""The one scoring path (scorer service and CLI alike): visits + hits -> level-4+ visits with scores.
+
+``score_dir`` streams a day from its Logs API parts: the parts are cut into pieces of whole rows,
+parsed (``scorer.tsv``), turned into numbers (``scorer.features.prepare_visits``) and sent to the
+join's buckets on a few worker threads (``scorer.workers``), in order; the join (``scorer.join``)
+then hands back each piece of visits with its hits' times, whose features are computed and scored
+(``predict``: the compiled trees of ``scorer.forest``) on the same threads, keeping only the level-4+
+rows.  ``score_visits`` does the same for in-memory frames.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scorer import features, forest, parsing, tsv, workers
+from scorer import features, forest, join, parsing, tsv, workers
 from scorer.features import DESKTOP, FEATURES, MOBILE
 from scorer.join import Join, Scattered, scatter
 from scorer.model import Models
@@ -147,17 +156,17 @@ def _score(joined: Join, models: Models, executor: ThreadPoolExecutor) -> pa.Tab
     return selected.table(models.version)
 
 
-def _visit_piece(path: Path, piece: pa.Buffer, bits: int) -> tuple[pa.Table, Scattered]:
-    table = tsv.parse(piece, _VISIT_KINDS, path)
+def _visit_piece(piece: tsv.Piece, bits: int) -> tuple[pa.Table, Scattered]:
+    table = tsv.parse(piece, _VISIT_KINDS)
     try:
         prepared, listed = features.prepare_visits(table)
     except FeatureError as exc:
-        raise tsv.TsvError(f"{path}: column {exc}") from exc
+        raise tsv.TsvError(f"{piece.path}: column {exc}") from exc
     return prepared, scatter(listed, np.arange(listed.size, dtype=np.int64), bits)
 
 
-def _hit_piece(path: Path, piece: pa.Buffer, bits: int) -> Scattered:
-    table = tsv.parse(piece, _HIT_KINDS, path)
+def _hit_piece(piece: tsv.Piece, bits: int) -> Scattered:
+    table = tsv.parse(piece, _HIT_KINDS)
     times = pc.cast(table.column("ym:pv:dateTime"), pa.int64()).to_numpy()  # one copy of the chunks
     return scatter(table.column("ym:pv:watchID").to_numpy(), times, bits)
 
@@ -190,30 +199,38 @@ def score_table(
         raise tsv.TsvError(f"{logs_dir}: no visits*.tsv files")
     if not hit_paths:
         raise tsv.TsvError(f"{logs_dir}: no hits*.tsv files")
+    for path in visit_paths:  # every header before any row: a missing column fails at once
+        tsv.check_columns(path, _VISIT_KINDS)
+    for path in hit_paths:
+        tsv.check_columns(path, _HIT_KINDS)
     stage = on_stage or _noop
     stage("features")
     hit_bytes = sum(p.stat().st_size for p in hit_paths)
-    bits = features.bucket_bits(hit_bytes // _HIT_LINE_BYTES)
+    bits = join.bits_for(hit_bytes // _HIT_LINE_BYTES)
     total = 0
     with (
         Spill(work_dir if work_dir is not None else logs_dir, SPILL_BUDGET) as spill,
         workers.pool() as executor,
     ):
         joined = Join(spill, bits)
-        visit_calls = (
-            functools.partial(_visit_piece, path, piece, bits)
-            for path in visit_paths
-            for piece in tsv.units(path, _VISIT_KINDS)
+        # One stream of pieces, visits then hits: the workers never wait between the two.
+        calls: Iterator[Callable[[], tuple[pa.Table, Scattered] | Scattered]] = itertools.chain(
+            (
+                functools.partial(_visit_piece, p, bits)
+                for path in visit_paths
+                for p in tsv.units(path, _VISIT_KINDS)
+            ),
+            (
+                functools.partial(_hit_piece, p, bits)
+                for path in hit_paths
+                for p in tsv.units(path, _HIT_KINDS)
+            ),
         )
-        for prepared, listed in workers.in_order(executor, visit_calls):
-            joined.add_visits(prepared, listed)
-            total += prepared.num_rows
-        hit_calls = (
-            functools.partial(_hit_piece, path, piece, bits)
-            for path in hit_paths
-            for piece in tsv.units(path, _HIT_KINDS)
-        )
-        for hits in workers.in_order(executor, hit_calls):
-            joined.add_hits(hits)
+        for result in workers.in_order(executor, calls):
+            if isinstance(result, Scattered):
+                joined.add_hits(result)
+            else:
+                joined.add_visits(*result)
+                total += result[0].num_rows
         stage("scoring")
         return _score(joined, models, executor), total

@@ -25,9 +25,13 @@ checked strictly by ``scorer.parsing``.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -118,53 +122,77 @@ def _header(path: Path) -> list[str]:
     return header
 
 
-def units(path: Path, kinds: Mapping[str, str], block_bytes: int | None = None) -> Iterator[pa.Buffer]:
-    """The file as pieces of about ``block_bytes``, each the header line and whole rows, parsed one by
-    one with ``parse`` (on any thread: a piece is a small file of its own).
-
-    Checks the header first: a missing column is an error naming the file and the column.
-    """
+def check_columns(path: Path, kinds: Mapping[str, str]) -> None:
+    """A missing column is an error naming the file and the column."""
     header = _header(path)
     missing = [f for f in kinds if f not in header]
     if missing:
         raise MissingColumn(f"{path}: missing column(s) {', '.join(missing)}; header has {', '.join(header)}")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Whole rows of a part, bytes [start, end) of the file, to be parsed on their own."""
+
+    path: Path
+    head: bytes  # the header line
+    start: int
+    end: int
+
+
+def units(path: Path, kinds: Mapping[str, str], block_bytes: int | None = None) -> Iterator[Piece]:
+    """The file as pieces of about ``block_bytes`` of whole rows, each parsed with ``parse`` (on any
+    thread: a piece is read there, behind a copy of the header line, as a small file of its own).
+
+    Checks the header first (``check_columns``).  Only a little around each cut is read here, to end
+    the piece with its last whole row.
+    """
+    check_columns(path, kinds)
     block_bytes = block_bytes or BLOCK_BYTES
     try:
         with path.open("rb") as fh:
             head = fh.readline()
-            carry = b""
-            while True:
-                # Read straight behind a copy of the header: the piece is a small file of its own.
-                start = len(head) + len(carry)
-                buffer = np.empty(start + block_bytes, dtype=np.uint8)
-                buffer[:start] = np.frombuffer(head + carry, dtype=np.uint8)
-                size = fh.readinto(buffer[start:].data)
-                if not size:
-                    break
-                end = _last_line_end(buffer, start, start + size)  # a value never holds a line break
-                if end == 0:  # no row ends in this block
-                    carry = buffer[len(head) : start + size].tobytes()
-                    continue
-                carry = buffer[end : start + size].tobytes()
-                yield pa.py_buffer(buffer[:end])
-            if carry or fh.tell() == len(head):  # the last row may lack its line break; no rows at all
-                yield pa.py_buffer(head + carry)
+            size = os.fstat(fh.fileno()).st_size
+            start = len(head)
+            if start == size:  # no rows: one piece, the header alone
+                yield Piece(path, head, start, start)
+            while start < size:
+                end = _row_end(fh, min(start + block_bytes, size) - 1, size)  # a value never holds a break
+                yield Piece(path, head, start, end)
+                start = end
     except OSError as exc:
         raise TsvError(f"{path}: cannot read: {exc}") from exc
 
 
-def _last_line_end(buffer: npt.NDArray[np.uint8], lo: int, hi: int) -> int:
-    """One past the last line break in buffer[lo:hi], or 0; looked for from the end, a window at a time."""
-    while hi > lo:
-        window = max(lo, hi - _WINDOW)
-        breaks = np.flatnonzero(buffer[window:hi] == ord("\n"))
-        if breaks.size:
-            return window + int(breaks[-1]) + 1
-        hi = window
-    return 0
+def _row_end(fh: BinaryIO, at: int, size: int) -> int:
+    """One past the first line break at or after ``at`` (or the end of the file)."""
+    while at < size:
+        fh.seek(at)
+        window = fh.read(_WINDOW)
+        found = window.find(b"\n")
+        if found >= 0:
+            return at + found + 1
+        at += len(window)
+    return size
 
 
-def parse(piece: pa.Buffer, kinds: Mapping[str, str], path: Path) -> pa.Table:
+_BUFFERS = threading.local()  # each thread reads its pieces into one buffer, reused: no fresh pages
+
+
+def _read(piece: Piece) -> pa.Buffer:
+    head, length = len(piece.head), len(piece.head) + piece.end - piece.start
+    buffer: npt.NDArray[np.uint8] | None = getattr(_BUFFERS, "buffer", None)
+    if buffer is None or buffer.size < length:
+        buffer = _BUFFERS.buffer = np.empty(max(length, BLOCK_BYTES + (BLOCK_BYTES >> 4)), dtype=np.uint8)
+    buffer[:head] = np.frombuffer(piece.head, dtype=np.uint8)
+    with piece.path.open("rb") as fh:
+        fh.seek(piece.start)
+        if fh.readinto(buffer[head:length].data) != length - head:
+            raise OSError("the file changed while it was read")
+    return pa.py_buffer(buffer[:length])
+
+
+def parse(piece: Piece, kinds: Mapping[str, str]) -> pa.Table:
     """A piece of ``units`` as the columns of ``kinds`` (field -> kind), converted and checked.
 
     The table has the fields in the order of ``kinds``; ``uint64`` columns come as uint64,
@@ -180,19 +208,23 @@ def parse(piece: pa.Buffer, kinds: Mapping[str, str], path: Path) -> pa.Table:
     )
     options = pcsv.ReadOptions(use_threads=False, block_size=_PARSE_BLOCK)
     try:
+        data = _read(piece)
+        # Arrow copies the values out: the buffer is free again once the table is made.
         table = pcsv.read_csv(
-            pa.BufferReader(piece), read_options=options, parse_options=_PARSE, convert_options=convert
+            pa.BufferReader(data), read_options=options, parse_options=_PARSE, convert_options=convert
         )
     except pa.ArrowInvalid as exc:
-        header = piece.to_pybytes().split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r").split("\t")
-        raise TsvError(f"{path}: {_name_column(str(exc), header)}") from exc
+        header = piece.head.decode("utf-8", "replace").rstrip("\r\n").split("\t")
+        raise TsvError(f"{piece.path}: {_name_column(str(exc), header)}") from exc
+    except OSError as exc:
+        raise TsvError(f"{piece.path}: cannot read: {exc}") from exc
     return _checked(table, kinds)
 
 
 def batches(path: Path, kinds: Mapping[str, str], block_bytes: int | None = None) -> Iterator[pa.Table]:
     """``parse`` of each of the file's ``units``, in order, on this thread."""
     for piece in units(path, kinds, block_bytes):
-        yield parse(piece, kinds, path)
+        yield parse(piece, kinds)
 
 
 def _name_column(message: str, header: Sequence[str]) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sandbox.simulator import simulate_day
-from scorer import features
+from scorer import join
 from scorer.features import FEATURES, FeatureError, build_features, device_class
 from scorer.parsing import datetimes, id_lists, uint64s
 
@@ -306,8 +306,8 @@ def test_matches_per_visit_reference_on_a_simulated_day(monkeypatch: pytest.Monk
     expected = reference(day.visits, day.hits)
     pd.testing.assert_frame_equal(build_features(day.visits, day.hits), expected, rtol=1e-9, atol=1e-9)
     # Many buckets, joined on several threads: the very same result.
-    monkeypatch.setattr(features, "HITS_PER_BUCKET", 16)
-    assert features.bucket_bits(len(day.hits)) >= 8
+    monkeypatch.setattr(join, "HITS_PER_BUCKET", 16)
+    assert join.bits_for(len(day.hits)) >= 8
     pd.testing.assert_frame_equal(build_features(day.visits, day.hits), expected, rtol=1e-9, atol=1e-9)
     # Hits as scorer.tsv reads them (uint64 ids, datetime64 times): the same features.
     typed = pd.DataFrame(
