@@ -86,9 +86,8 @@ class _Selected:
 
     def table(self, version: str) -> pa.Table:
         """OUTPUT_COLUMNS, ordered by dateTime then (numeric) visitId."""
-        tables = [t for t, _ in self._parts]
-        if tables:
-            table = pa.concat_tables(tables)
+        if self._parts:
+            table = pa.concat_tables([t for t, _ in self._parts])
             scores = np.concatenate([s for _, s in self._parts])
         else:
             table = pa.table(
@@ -101,21 +100,18 @@ class _Selected:
                 }
             )
             scores = np.zeros(0)
-        visit_ids = table.column("ym:s:visitID")
-        order = np.lexsort((parsing.uint64s(visit_ids, "ym:s:visitID"), table.column("start").to_numpy()))
-        table = table.take(order)
-        return pa.table(
-            [
-                # Read as bytes: checked as UTF-8 here, on the rows output.
-                tsv.as_text(table.column("ym:s:visitID")),
-                tsv.as_text(table.column("ym:s:clientID")),
-                tsv.as_text(table.column("ym:s:dateTime")),
-                table.column("ym:s:visitDuration"),
-                pa.array(scores[order]),
-                pa.array([version] * len(order), pa.string()),
-            ],
-            names=list(OUTPUT_COLUMNS),
-        )
+        self._parts.clear()
+        visit_ids = parsing.uint64s(table.column("ym:s:visitID"), "ym:s:visitID")
+        order = pa.array(np.lexsort((visit_ids, table.column("start").to_numpy())))
+        del visit_ids
+        columns = []
+        for name in ("ym:s:visitID", "ym:s:clientID", "ym:s:dateTime", "ym:s:visitDuration"):
+            column = table.column(name).take(order)  # a column at a time: one copy in memory at once
+            table = table.drop_columns([name])
+            # Read as bytes: checked as UTF-8 here, on the rows output.
+            columns.append(column if name == "ym:s:visitDuration" else tsv.as_text(column))
+        columns += [pa.array(scores[order.to_numpy()]), pa.array([version] * len(order), pa.string())]
+        return pa.table(columns, names=list(OUTPUT_COLUMNS))
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
@@ -181,7 +177,8 @@ def score_dir(
 
     Streamed a piece of a part at a time (``scorer.join``), on a few threads: memory stays flat as the
     day grows.  What waits between passes beyond SPILL_BUDGET goes to a private directory inside
-    ``work_dir`` (default: ``logs_dir``), removed afterwards.
+    ``work_dir`` (default: ``logs_dir``, or the system's temporary directory if that is read-only),
+    removed afterwards.
     """
     table, total = score_table(logs_dir, models, on_stage, work_dir)
     return to_frame(table), total
@@ -209,7 +206,7 @@ def score_table(
     bits = join.bits_for(hit_bytes // _HIT_LINE_BYTES)
     total = 0
     with (
-        Spill(work_dir if work_dir is not None else logs_dir, SPILL_BUDGET) as spill,
+        Spill(work_dir or logs_dir, SPILL_BUDGET, fall_back=work_dir is None) as spill,
         workers.pool() as executor,
     ):
         joined = Join(spill, bits)

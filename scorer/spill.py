@@ -34,8 +34,11 @@ class _Stored:
 
 
 class Spill:
-    def __init__(self, work_dir: Path | str | None, budget: int) -> None:
+    def __init__(self, work_dir: Path | str | None, budget: int, fall_back: bool = False) -> None:
+        """Files go to ``work_dir`` (None: the system's temporary directory); with ``fall_back``, to
+        the temporary directory when ``work_dir`` is not writable."""
         self._work_dir = Path(work_dir) if work_dir is not None else None
+        self._fall_back = fall_back
         self._budget = budget
         self._dir: Path | None = None
         self._held = 0  # bytes in memory
@@ -134,8 +137,12 @@ class Spill:
 
     def _write_run(self) -> None:
         if self._dir is None:
-            base = self._work_dir if self._work_dir is not None else Path(tempfile.gettempdir())
-            self._dir = Path(tempfile.mkdtemp(prefix=".metrika-score-", dir=base))
+            try:
+                self._dir = Path(tempfile.mkdtemp(prefix=".metrika-score-", dir=self._work_dir))
+            except OSError:
+                if not self._fall_back or self._work_dir is None:
+                    raise
+                self._dir = Path(tempfile.mkdtemp(prefix=".metrika-score-"))
         run = len(self._runs)
         path = self._dir / f"run{run}"
         entries = 0

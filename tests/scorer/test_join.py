@@ -90,3 +90,13 @@ def test_spill_gives_back_in_order_from_memory_and_files(tmp_path: Path) -> None
         nothing, _ = spill.take("never", (np.int64, np.int64))
         assert nothing.size == 0 and nothing.dtype == np.int64
     assert list(tmp_path.iterdir()) == []
+
+
+def test_spill_falls_back_to_the_temporary_directory_only_when_asked(tmp_path: Path) -> None:
+    gone = tmp_path / "not-there"  # stands in for a read-only logs directory
+    with Spill(gone, budget=0, fall_back=True) as spill:
+        spill.append("a", np.arange(3, dtype=np.int64))
+        assert spill.spilled > 0 and not gone.exists()
+        assert spill.take("a", (np.int64,))[0].tolist() == [0, 1, 2]
+    with Spill(gone, budget=0) as spill, pytest.raises(OSError):
+        spill.append("a", np.arange(3, dtype=np.int64))
