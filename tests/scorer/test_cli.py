@@ -3,7 +3,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -11,6 +13,7 @@ from sandbox import simulator
 from scorer import cli, model, scoring, tsv
 
 DAY = dt.date.today() - dt.timedelta(days=3)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write_parts(directory, day, parts: int = 2):
@@ -75,6 +78,7 @@ async def test_api_mode_pulls_the_sandbox_and_writes_default_file(sandbox, tmp_p
         sys.executable, "-m", "scorer.cli", "score", "--date", DAY.isoformat(), "--counter", "77",
         "--token", "sandbox-token", "--api-url", str(sandbox.make_url("")).rstrip("/"),
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's code, whatever the venv installed
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()
