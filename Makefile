@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install services demo test lint format up down bench train clean
+.PHONY: install services demo test lint format up down bench train calibrate clean
 
 install: $(VENV)/.installed
 
@@ -40,8 +40,21 @@ down:
 bench: install
 	$(PY) bench/scoring.py
 
+# `make train` rebuilds models/ (deterministic). With LABELS=labels.tsv LOGS_DIR=dir it then re-chooses the
+# thresholds in models/ for that counter (see `make calibrate`).
 train: install
 	$(PY) models/train.py
+ifdef LABELS
+	$(MAKE) calibrate OUT=models
+endif
+
+# Re-choose the thresholds from labelled visits: LABELS=labels.tsv (visitID<TAB>level) LOGS_DIR=dir of
+# visits*.tsv/hits*.tsv [TARGET_PRECISION=0.9] [OUT=models_calibrated]
+OUT ?= models_calibrated
+TARGET_PRECISION ?= 0.9
+calibrate: install
+	@test -n "$(LABELS)" -a -n "$(LOGS_DIR)" || { echo "usage: make calibrate LABELS=labels.tsv LOGS_DIR=dir [TARGET_PRECISION=0.9] [OUT=dir]"; exit 2; }
+	$(PY) -m scorer.cli calibrate --logs-dir "$(LOGS_DIR)" --labels "$(LABELS)" --models-dir models --target-precision $(TARGET_PRECISION) --out "$(OUT)"
 
 clean:
 	rm -rf .run .pytest_cache .mypy_cache .ruff_cache

@@ -267,5 +267,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# --- The scorer service end to end (issue 10, item 5) -----------------------------------------------------
+# Self-contained in bench/service.py: `python bench/scoring.py --service [--visits N] [--rounds R]` runs it;
+# a caller wanting the figures calls `asyncio.run(service.run(visits, rounds))` (seconds and ratios).
+
+
+def service_main(argv: list[str]) -> int:
+    from bench import service
+
+    return service.main(argv)
+
+
 if __name__ == "__main__":
+    if "--service" in sys.argv[1:]:
+        sys.exit(service_main([arg for arg in sys.argv[1:] if arg != "--service"]))
     sys.exit(main())

@@ -13,14 +13,13 @@ from datetime import date, datetime
 from itertools import count
 from typing import Any
 
-import pandas as pd
-
 from sandbox.clock import MOSCOW
 from sandbox.config import SandboxConfig
 from sandbox.days import DayStore
 from sandbox.errors import ApiError
 from sandbox.faults import Faults
-from sandbox.parts import measure_parts, part_bounds
+from sandbox.parts import measure_parts
+from sandbox.prepared import PreparedLog, PreparedLogs
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS
 
 __all__ = ["ATTRIBUTIONS", "SOURCES", "LogQuery", "LogRequest", "LogRequestStore", "parse_query"]
@@ -122,8 +121,7 @@ class LogRequest:
     status: str = "created"
     size: int = 0
     part_sizes: list[int] = field(default_factory=list)
-    bounds: list[tuple[int, int]] = field(default_factory=list)
-    frame: pd.DataFrame | None = field(default=None, repr=False)
+    prepared: PreparedLog | None = field(default=None, repr=False)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -167,6 +165,7 @@ class LogRequestStore:
         self.clock = clock
         self.requests: dict[int, LogRequest] = {}
         self._ids = count(10_000_001)
+        self.prepared = PreparedLogs()
         self._estimates: OrderedDict[tuple[int, date, str, tuple[str, ...]], int] = OrderedDict()
 
     def today(self) -> date:
@@ -241,16 +240,19 @@ class LogRequestStore:
                 return
             query = request.query
             frame = await self.days.frame(request.counter_id, query.source, query.date1, query.date2)
-            fields, per_part = list(query.fields), self.config.rows_per_part
-            sizes = await asyncio.to_thread(measure_parts, frame, fields, per_part)
+            prepared = await self.prepared.get(frame, query.fields, self.config.rows_per_part)
             if request.status != "created":  # canceled meanwhile
                 return
-            request.frame = frame
-            request.bounds = part_bounds(len(frame), self.config.rows_per_part)
-            request.part_sizes = sizes
-            request.size = sum(sizes)
+            request.prepared = prepared
+            request.part_sizes = list(prepared.sizes)
+            request.size = sum(prepared.sizes)
             request.status = "processed"
-            log.info("log request %s processed: %s B, %s parts", request.request_id, request.size, len(sizes))
+            log.info(
+                "log request %s processed: %s B, %s parts",
+                request.request_id,
+                request.size,
+                len(prepared.sizes),
+            )
 
     async def cancel(self, request: LogRequest) -> None:
         await self.refresh(request)
@@ -263,6 +265,5 @@ class LogRequestStore:
         if request.status not in ("processed", "processing_failed"):
             raise _invalid(f"Only log requests in status 'processed' can be cleaned, not '{request.status}'")
         request.status = "cleaned_by_user"
-        request.frame = None
+        request.prepared = None
         request.part_sizes = []
-        request.bounds = []

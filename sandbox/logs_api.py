@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
@@ -12,7 +11,7 @@ from sandbox.days import DayStore
 from sandbox.errors import STREAMING, ApiError
 from sandbox.faults import Faults
 from sandbox.log_requests import LogRequest, LogRequestStore
-from sandbox.parts import chunk_bounds, render_rows
+from sandbox.prepared import read_part
 
 __all__ = ["DAYS", "LOG_REQUESTS", "NOT_PROCESSED_MESSAGE", "routes", "setup_logs_api"]
 
@@ -89,21 +88,18 @@ async def cancel(request: web.Request) -> web.Response:
 async def download(request: web.Request) -> web.StreamResponse:
     log_request = _log_request(request)
     await request.app[LOG_REQUESTS].refresh(log_request)
-    frame = log_request.frame
-    if log_request.status != "processed" or frame is None:
+    prepared = log_request.prepared
+    if log_request.status != "processed" or prepared is None:
         raise ApiError(400, "invalid_parameter", NOT_PROCESSED_MESSAGE)
     raw = request.match_info["part"]
-    if not raw.isdigit() or int(raw) >= len(log_request.bounds):
+    if not raw.isdigit() or int(raw) >= len(prepared.paths):
         raise ApiError(400, "invalid_parameter", "Incorrect part number")
-    start, stop = log_request.bounds[int(raw)]
-    fields = list(log_request.query.fields)
     response = web.StreamResponse(headers={"Content-Type": "text/tab-separated-values; charset=utf-8"})
     response.enable_chunked_encoding()
     request[STREAMING] = True
     await response.prepare(request)
     try:
-        for lo, hi in chunk_bounds(start, stop):
-            chunk = await asyncio.to_thread(render_rows, frame, fields, lo, hi, lo == start)
+        async for chunk in read_part(prepared.paths[int(raw)]):
             await response.write(chunk)
         await response.write_eof()
     except ConnectionResetError:

@@ -4,12 +4,19 @@ Every visit carries a latent engagement level 0..5; the level shapes how many hi
 how the pauses between them look, its duration, bounce and page views.  The frames hold values in
 the shape the Logs API TSV shows them (ids as decimal strings, ``watchIDs`` as ``"[1,2,3]"``), so
 ``write_tsv`` can emit files that are byte-compatible with a real export.
+
+This is family A of the training simulators: ``Params`` holds its knobs (engagement and device mix,
+hit counts, pause shapes and scales, visit duration, page views, bounce rule, hit losses) and
+``member(k)`` draws the k-th member of the family.  ``DEFAULT`` is the sandbox's day, which
+``simulate_day`` reproduces exactly when given no ``params``.  Family B (``sandbox.renewal``) is a
+structurally different generator that renders its days through ``assemble`` here.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import IO
 
 import numpy as np
@@ -44,26 +51,124 @@ HIT_FIELDS: list[str] = [
 WATCH_IDS_CAP = 500
 # ... and a session records at most this many events before a new session starts.
 MAX_HITS_PER_VISIT = 1000
-# Shares of hits missing from watchIDs, listed but not exported, and exported for no visit of the day.
-_UNLISTED_P = 0.005
-_UNEXPORTED_P = 0.002
-_ORPHAN_P = 0.003
-
 DEFAULT_VISITS = 3000
 N_LEVELS = 6
 
-# Skewed: level 4+ is ~15 % of visits.
-_LEVEL_P = np.array([0.28, 0.22, 0.20, 0.15, 0.10, 0.05])
-# deviceCategory codes: 1 desktop, 2 phone, 3 tablet, 4 TV.
-_DEVICE_P = np.array([0.52, 0.38, 0.08, 0.02])
 
-# Per level: mean extra hits beyond the first, gap-shape (regularity) and mean gap in seconds.
-_EXTRA_HITS = np.array([0.12, 0.9, 2.4, 4.5, 9.0, 16.0])
-_GAP_SHAPE = np.array([0.5, 0.7, 0.9, 1.3, 2.6, 3.4])
-_GAP_MEAN = np.array([6.0, 10.0, 16.0, 24.0, 34.0, 40.0])
-_TAIL_MEAN = np.array([3.0, 9.0, 20.0, 32.0, 50.0, 60.0])
-_PAGEVIEW_P = np.array([0.75, 0.65, 0.55, 0.5, 0.45, 0.42])
-_NEW_USER_P = np.array([0.75, 0.7, 0.6, 0.5, 0.4, 0.35])
+@dataclass(frozen=True)
+class Params:
+    """Knobs of family A, one value per day.  Per-level tuples are indexed by level 0..5."""
+
+    # Skewed: level 4+ is ~15 % of visits.
+    level_p: tuple[float, ...] = (0.28, 0.22, 0.20, 0.15, 0.10, 0.05)
+    # deviceCategory codes: 1 desktop, 2 phone, 3 tablet, 4 TV.
+    device_p: tuple[float, ...] = (0.52, 0.38, 0.08, 0.02)
+    # Mean extra hits beyond the first, and the lognormal sigma of a visit's "temperament" that
+    # makes neighbouring levels overlap; mobile visits have `mobile_hits` times as many.
+    extra_hits: tuple[float, ...] = (0.12, 0.9, 2.4, 4.5, 9.0, 16.0)
+    activity_sigma: float = 0.45
+    mobile_hits: float = 1.3
+    heavy_p: float = 0.002  # level-5 visits with 450-900 hits (exercise the 500-id cap)
+    # Pauses between hits: `gap_dist` ("gamma", "lognormal" or "weibull") with the regularity of a
+    # gamma of this shape (coefficient of variation 1/sqrt(shape)) and this mean (seconds), each with
+    # per-visit lognormal noise; mobile pauses are shorter and less regular.
+    gap_dist: str = "gamma"
+    gap_shape: tuple[float, ...] = (0.5, 0.7, 0.9, 1.3, 2.6, 3.4)
+    gap_mean: tuple[float, ...] = (6.0, 10.0, 16.0, 24.0, 34.0, 40.0)
+    shape_sigma: float = 0.3
+    gap_sigma: float = 0.4
+    mobile_shape: float = 0.8
+    mobile_gap: float = 0.6
+    # visitDuration: last hit's offset + an exponential tail of this mean, then lognormal jitter.
+    tail_mean: tuple[float, ...] = (3.0, 9.0, 20.0, 32.0, 50.0, 60.0)
+    mobile_tail: float = 0.7
+    duration_sigma: float = 0.0
+    # Share of hits after the first that are page views.
+    pageview_p: tuple[float, ...] = (0.75, 0.65, 0.55, 0.5, 0.45, 0.42)
+    mobile_pageview: float = 0.75
+    # bounce: at most one page view and a duration under `bounce_seconds`; then flipped at random.
+    bounce_seconds: int = 15
+    bounce_flip: float = 0.0
+    new_user_p: tuple[float, ...] = (0.75, 0.7, 0.6, 0.5, 0.4, 0.35)
+    # Shares of hits missing from watchIDs, listed but not exported, and exported for no visit of the day.
+    unlisted_p: float = 0.005
+    unexported_p: float = 0.002
+    orphan_p: float = 0.003
+
+
+DEFAULT = Params()
+GAP_DISTS = ("gamma", "lognormal", "weibull")
+_FAMILY = 0xA
+
+
+def member(k: int) -> Params:
+    """The k-th member of family A: every knob drawn around DEFAULT (k's draws are fixed)."""
+    rng = np.random.default_rng(np.random.SeedSequence([_FAMILY, k]))
+    d = DEFAULT
+    return replace(
+        d,
+        level_p=level_mix(rng, np.array(d.level_p)),
+        device_p=device_mix(rng),
+        extra_hits=_per_level(rng, d.extra_hits, rng.uniform(0.9, 1.12), 0.05),
+        activity_sigma=rng.uniform(0.35, 0.55),
+        mobile_hits=rng.uniform(1.1, 1.45),
+        gap_dist=str(rng.choice(GAP_DISTS)),
+        gap_shape=_shapes(rng, d.gap_shape),
+        gap_mean=_per_level(rng, d.gap_mean, rng.uniform(0.8, 1.25), 0.05),
+        shape_sigma=rng.uniform(0.2, 0.4),
+        gap_sigma=rng.uniform(0.3, 0.5),
+        mobile_shape=rng.uniform(0.7, 1.0),
+        mobile_gap=rng.uniform(0.5, 0.8),
+        tail_mean=_per_level(rng, d.tail_mean, rng.uniform(0.7, 1.4), 0.1),
+        mobile_tail=rng.uniform(0.5, 0.9),
+        duration_sigma=rng.uniform(0.0, 0.3),
+        pageview_p=tuple(float(p) for p in np.minimum(np.array(d.pageview_p) * rng.uniform(0.6, 1.3), 0.95)),
+        mobile_pageview=rng.uniform(0.6, 1.0),
+        bounce_seconds=int(rng.integers(10, 31)),
+        bounce_flip=rng.uniform(0.0, 0.03),
+        unlisted_p=log_uniform(rng, 0.001, 0.08),
+        unexported_p=log_uniform(rng, 0.001, 0.08),
+        orphan_p=log_uniform(rng, 0.001, 0.05),
+    )
+
+
+def level_mix(rng: np.random.Generator, around: npt.NDArray[np.float64]) -> tuple[float, ...]:
+    """Level shares: ``around`` tilted towards (or away from) the engaged levels by exp(beta * level),
+    beta in -0.3..0.45, with a little Dirichlet noise: level 4+ takes about 5-43 % of visits."""
+    tilted = around * np.exp(rng.uniform(-0.3, 0.45) * np.arange(around.size))
+    return tuple(float(p) for p in rng.dirichlet(tilted / tilted.sum() * 200))
+
+
+def device_mix(rng: np.random.Generator) -> tuple[float, ...]:
+    """deviceCategory shares 1-4: mobile (phone + tablet) 15-85 %, TV up to 4 %."""
+    mobile = rng.uniform(0.15, 0.85)
+    tablet = rng.uniform(0.05, 0.3)
+    tv = rng.uniform(0.0, 0.04)
+    return (1 - mobile - tv, mobile * (1 - tablet), mobile * tablet, tv)
+
+
+def _per_level(
+    rng: np.random.Generator, base: tuple[float, ...], scale: float, sigma: float
+) -> tuple[float, ...]:
+    """``base`` times ``scale``, each level jittered by lognormal ``sigma``, each level still at
+    least 15 % above the one below (so no two levels look alike)."""
+    values = np.array(base) * scale * rng.lognormal(0.0, sigma, len(base))
+    for i in range(1, values.size):
+        values[i] = max(values[i], values[i - 1] * 1.15)
+    return tuple(float(v) for v in values)
+
+
+def _shapes(rng: np.random.Generator, base: tuple[float, ...]) -> tuple[float, ...]:
+    """Pause regularity by level: from flat (slope 0) to DEFAULT's rise with the level (slope 1, in
+    log space), around a drawn overall regularity."""
+    log_base = np.log(np.array(base))
+    centre = log_base.mean() + rng.normal(0.0, 0.3)
+    values = np.exp(centre + rng.uniform(0.0, 1.0) * (log_base - log_base.mean()))
+    return tuple(float(v) for v in values)
+
+
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 _PATHS = [
@@ -215,58 +320,150 @@ def _array_strings(values: npt.NDArray[np.uint64], counts: npt.NDArray[np.int64]
     return _render_lines(values, prefix, suffix)
 
 
-def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, seed: int = 0) -> Day:
-    """Simulate one day of visits and hits for ``counter``; deterministic per (counter, day, seed)."""
+def simulate_day(
+    counter: int, day: datetime.date, n_visits: int | None = None, seed: int = 0, params: Params = DEFAULT
+) -> Day:
+    """Simulate one day of visits and hits for ``counter``; deterministic per (counter, day, seed, params)."""
     if n_visits is None:
         n_visits = default_visits(counter, day, seed)
     if n_visits < 0:
         raise ValueError(f"n_visits must be >= 0, got {n_visits}")
     rng = _rng(counter, day, seed, 0)
+    noise = _rng(counter, day, seed, 2)  # draws DEFAULT does not make, so its days stay as they were
     n = n_visits
+    p = params
 
-    level = rng.choice(N_LEVELS, size=n, p=_LEVEL_P).astype(np.int64)
-    device = rng.choice(4, size=n, p=_DEVICE_P).astype(np.int64) + 1
+    level = rng.choice(N_LEVELS, size=n, p=np.array(p.level_p)).astype(np.int64)
+    device = rng.choice(4, size=n, p=np.array(p.device_p)).astype(np.int64) + 1
     mobile = (device == 2) | (device == 3)
 
     # Per-visit lognormal "temperament" noise makes neighbouring levels overlap.
-    activity = rng.lognormal(0.0, 0.45, n)
-    extra = rng.poisson(_EXTRA_HITS[level] * activity * np.where(mobile, 1.3, 1.0))
+    activity = rng.lognormal(0.0, p.activity_sigma, n)
+    extra = rng.poisson(np.array(p.extra_hits)[level] * activity * np.where(mobile, p.mobile_hits, 1.0))
     # A thin heavy tail of very long sessions exercises the 500-id cap on watchIDs.
-    heavy = (level == 5) & (rng.random(n) < 0.002)
+    heavy = (level == 5) & (rng.random(n) < p.heavy_p)
     extra = np.where(heavy, rng.integers(450, 900, n), extra)
     n_hits = np.minimum(1 + extra, MAX_HITS_PER_VISIT).astype(np.int64)
 
     # A modelling choice, so the two device classes need their own models: mobile visits have
     # shorter and less regular pauses than desktop ones.
-    shape = _GAP_SHAPE[level] * np.where(mobile, 0.8, 1.0) * rng.lognormal(0.0, 0.3, n)
-    mean_gap = _GAP_MEAN[level] * np.where(mobile, 0.6, 1.0) * rng.lognormal(0.0, 0.4, n)
-    tail = rng.exponential(_TAIL_MEAN[level] * np.where(mobile, 0.7, 1.0))
+    shape = (
+        np.array(p.gap_shape)[level]
+        * np.where(mobile, p.mobile_shape, 1.0)
+        * rng.lognormal(0.0, p.shape_sigma, n)
+    )
+    mean_gap = (
+        np.array(p.gap_mean)[level] * np.where(mobile, p.mobile_gap, 1.0) * rng.lognormal(0.0, p.gap_sigma, n)
+    )
+    tail = rng.exponential(np.array(p.tail_mean)[level] * np.where(mobile, p.mobile_tail, 1.0))
 
     total = int(n_hits.sum())
     visit_of_hit = np.repeat(np.arange(n), n_hits)
     first = np.zeros(total, dtype=bool)
     starts = np.cumsum(n_hits) - n_hits
     first[starts] = True
-    hit_shape = shape[visit_of_hit]
-    gaps = rng.gamma(hit_shape, mean_gap[visit_of_hit] / hit_shape)
+    gaps = _gaps(rng, p.gap_dist, shape, mean_gap, visit_of_hit)
     gaps = np.where(first, 0.0, np.maximum(np.round(gaps), 1.0)).astype(np.int64)
     csum = np.cumsum(gaps)
     offset = csum - (csum[starts] - gaps[starts])[visit_of_hit]
     last_offset = offset[starts + n_hits - 1]
     duration = (last_offset + np.round(tail)).astype(np.int64)
+    if p.duration_sigma > 0:
+        jitter = noise.lognormal(0.0, p.duration_sigma, n)
+        duration = np.maximum(np.round(duration * jitter), last_offset).astype(np.int64)
 
     day_start = int((np.datetime64(day.isoformat(), "s") - np.datetime64(0, "s")).astype(np.int64))
     visit_start = day_start + rng.integers(0, 86400, n)
-    hit_time = visit_start[visit_of_hit] + offset
 
+    pageview_p = np.array(p.pageview_p)[level][visit_of_hit]
     is_pv = np.where(
-        first,
-        True,
-        rng.random(total) < _PAGEVIEW_P[level][visit_of_hit] * np.where(mobile[visit_of_hit], 0.75, 1.0),
+        first, True, rng.random(total) < pageview_p * np.where(mobile[visit_of_hit], p.mobile_pageview, 1.0)
     )
     page_views = np.bincount(visit_of_hit, weights=is_pv, minlength=n).astype(np.int64)
-    bounce = ((page_views <= 1) & (duration < 15)).astype(np.int64)
-    is_new = (rng.random(n) < _NEW_USER_P[level]).astype(np.int64)
+    bounce = (page_views <= 1) & (duration < p.bounce_seconds)
+    if p.bounce_flip > 0:
+        bounce ^= noise.random(n) < p.bounce_flip
+    is_new = rng.random(n) < np.array(p.new_user_p)[level]
+    visits = Latent(
+        level=level,
+        device=device,
+        start=visit_start,
+        duration=duration,
+        page_views=page_views,
+        bounce=bounce,
+        is_new=is_new,
+        n_hits=n_hits,
+        offset=offset,
+        is_pv=is_pv,
+    )
+    return assemble(rng, counter, day, visits, Losses(p.unlisted_p, p.unexported_p, p.orphan_p, p.device_p))
+
+
+def _gaps(
+    rng: np.random.Generator,
+    dist: str,
+    shape: npt.NDArray[np.float64],
+    mean: npt.NDArray[np.float64],
+    visit_of_hit: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """One pause per hit, of its visit's mean, as regular as a gamma of its visit's shape
+    (coefficient of variation 1/sqrt(shape))."""
+    if dist == "gamma":
+        hit_shape = shape[visit_of_hit]
+        out: npt.NDArray[np.float64] = rng.gamma(hit_shape, mean[visit_of_hit] / hit_shape)
+    elif dist == "lognormal":
+        sigma = np.sqrt(np.log1p(1.0 / shape))[visit_of_hit]
+        out = mean[visit_of_hit] * rng.lognormal(-sigma * sigma / 2, sigma)
+    elif dist == "weibull":
+        k = shape**0.543  # the CV of a Weibull of shape k is about k**-1.086
+        scale = mean / np.vectorize(math.gamma, otypes=[np.float64])(1.0 + 1.0 / k)
+        out = scale[visit_of_hit] * rng.weibull(k[visit_of_hit])
+    else:
+        raise ValueError(f"unknown pause distribution {dist!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A day's visits as a generator made them, before ids, text and hit losses."""
+
+    level: npt.NDArray[np.int64]  # ground truth 0..5
+    device: npt.NDArray[np.int64]  # deviceCategory 1..4
+    start: npt.NDArray[np.int64]  # visit start, epoch seconds
+    duration: npt.NDArray[np.int64]  # ym:s:visitDuration
+    page_views: npt.NDArray[np.int64]
+    bounce: npt.NDArray[np.bool_]
+    is_new: npt.NDArray[np.bool_]
+    n_hits: npt.NDArray[np.int64]  # >= 1 per visit; hits below are grouped by visit, in time order
+    offset: npt.NDArray[np.int64]  # each hit's seconds since its visit's start (0 for the first)
+    is_pv: npt.NDArray[np.bool_]  # each hit's ym:pv:isPageView (True for the first)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """How the two logs fail to join: shares of hits (never a visit's first) missing from watchIDs,
+    listed but not exported, and exported for no visit of the day; ``drop_listed``/``drop_exported``
+    (one flag per hit) add a generator's own losses."""
+
+    unlisted_p: float
+    unexported_p: float
+    orphan_p: float
+    device_p: tuple[float, ...]  # the orphans' device mix
+    drop_listed: npt.NDArray[np.bool_] | None = None
+    drop_exported: npt.NDArray[np.bool_] | None = None
+
+
+def assemble(rng: np.random.Generator, counter: int, day: datetime.date, v: Latent, losses: Losses) -> Day:
+    """Ids, clients, URLs, watchIDs lists and the hits export of ``v``, as the Logs API shows them."""
+    n = v.level.size
+    n_hits = v.n_hits
+    total = int(n_hits.sum())
+    visit_of_hit = np.repeat(np.arange(n), n_hits)
+    starts = np.cumsum(n_hits) - n_hits
+    first = np.zeros(total, dtype=bool)
+    first[starts] = True
+    day_start = int((np.datetime64(day.isoformat(), "s") - np.datetime64(0, "s")).astype(np.int64))
+    hit_time = v.start[visit_of_hit] + v.offset
 
     visit_ids = _ids(rng, n)
     watch_ids = _ids(rng, total)
@@ -283,7 +480,9 @@ def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, 
     # watchIDs: hits in time order, capped at 500, with a small fraction silently missing
     # ("events are not necessarily recorded in the watchID field"); the first hit is always there.
     rank = np.arange(total) - starts[visit_of_hit]
-    listed = (rank < WATCH_IDS_CAP) & (first | (rng.random(total) >= _UNLISTED_P))
+    listed = (rank < WATCH_IDS_CAP) & (first | (rng.random(total) >= losses.unlisted_p))
+    if losses.drop_listed is not None:
+        listed &= first | ~losses.drop_listed
     listed_counts = np.bincount(visit_of_hit[listed], minlength=n).astype(np.int64)
     watch_lists = _array_strings(watch_ids[listed], listed_counts)
 
@@ -292,13 +491,13 @@ def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, 
             "ym:s:visitID": pd.Series(_id_strings(visit_ids), dtype=str),
             "ym:s:counterID": np.full(n, counter, dtype=np.int64),
             "ym:s:watchIDs": pd.Series(watch_lists, dtype=str),
-            "ym:s:dateTime": pd.Series(_datetime_strings(visit_start), dtype=str),
+            "ym:s:dateTime": pd.Series(_datetime_strings(v.start), dtype=str),
             "ym:s:clientID": pd.Series(client_str[visit_client], dtype=str),
-            "ym:s:visitDuration": duration,
-            "ym:s:pageViews": page_views,
-            "ym:s:bounce": bounce,
-            "ym:s:deviceCategory": pd.Series(device_str[device - 1], dtype=str),
-            "ym:s:isNewUser": is_new,
+            "ym:s:visitDuration": v.duration.astype(np.int64),
+            "ym:s:pageViews": v.page_views.astype(np.int64),
+            "ym:s:bounce": v.bounce.astype(np.int64),
+            "ym:s:deviceCategory": pd.Series(device_str[v.device - 1], dtype=str),
+            "ym:s:isNewUser": v.is_new.astype(np.int64),
             "ym:s:startURL": pd.Series(url_pool[hit_url[starts]], dtype=str),
         },
         columns=VISIT_FIELDS,
@@ -306,20 +505,23 @@ def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, 
 
     # The two logs never join perfectly: a few listed hits are absent from the hits export, and
     # a few exported hits belong to no visit of the day (e.g. sessions that started the day before).
-    exported = np.flatnonzero(first | (rng.random(total) >= _UNEXPORTED_P))
-    n_orphans = int(total * _ORPHAN_P)
+    kept = first | (rng.random(total) >= losses.unexported_p)
+    if losses.drop_exported is not None:
+        kept &= first | ~losses.drop_exported
+    exported = np.flatnonzero(kept)
+    n_orphans = int(total * losses.orphan_p)
     orphan_ids = _ids(rng, n_orphans)
     orphan_time = day_start + rng.integers(0, 86400, n_orphans)
     orphan_client = rng.integers(0, n_clients, n_orphans)
-    orphan_device = rng.choice(4, size=n_orphans, p=_DEVICE_P) + 1
+    orphan_device = rng.choice(4, size=n_orphans, p=np.array(losses.device_p)) + 1
     orphan_url = rng.choice(len(_PATHS), size=n_orphans, p=_PATH_P)
     hit_visit = visit_of_hit[exported]
     all_ids = np.concatenate([watch_ids[exported], orphan_ids])
     all_time = np.concatenate([hit_time[exported], orphan_time])
     all_client = np.concatenate([visit_client[hit_visit], orphan_client])
-    all_device = np.concatenate([device[hit_visit], orphan_device])
+    all_device = np.concatenate([v.device[hit_visit], orphan_device])
     all_url = np.concatenate([hit_url[exported], orphan_url])
-    all_pv = np.concatenate([is_pv[exported], np.ones(n_orphans, dtype=bool)])
+    all_pv = np.concatenate([v.is_pv[exported], np.ones(n_orphans, dtype=bool)])
 
     # Real hit logs are not grouped by visit.  Shuffle the numbers, then format: formatting first
     # and shuffling millions of Python strings is several times slower (cache misses).
@@ -336,7 +538,7 @@ def simulate_day(counter: int, day: datetime.date, n_visits: int | None = None, 
         },
         columns=HIT_FIELDS,
     )
-    return Day(visits=visits, hits=hits, level=level)
+    return Day(visits=visits, hits=hits, level=v.level)
 
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}

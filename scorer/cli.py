@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import model, pipeline, scoring
+from scorer import calibration, model, pipeline, scoring
 from scorer.progress import Progress
 from shared.settings import Settings
 
@@ -48,7 +48,61 @@ def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespac
         help="model artifacts dir (or MODELS_DIR)",
     )
     score.add_argument("--api-url", default=settings.metrika_api_url, help="(or METRIKA_API_URL)")
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="re-choose the thresholds from labelled visits of your counter",
+        description="Score the TSVs in --logs-dir, join --labels (a TSV with columns visitID and level, "
+        "level 0..5) by visitID, choose each device class's threshold for --target-precision on the "
+        "labelled visits, and write a models directory (artifacts + level4_thresholds.json) to --out.",
+    )
+    calibrate.add_argument("--logs-dir", type=Path, required=True, help="visits*.tsv and hits*.tsv")
+    calibrate.add_argument("--labels", type=Path, required=True, help="TSV with header visitID<TAB>level")
+    calibrate.add_argument(
+        "--target-precision",
+        type=_fraction,
+        default=calibration.DEFAULT_TARGET,
+        help=f"precision to reach in each class (default {calibration.DEFAULT_TARGET})",
+    )
+    calibrate.add_argument(
+        "--models-dir",
+        type=Path,
+        default=settings.models_dir or None,
+        help="the models to calibrate (or MODELS_DIR; default the shipped ones)",
+    )
+    calibrate.add_argument(
+        "--out", type=Path, default=Path("models_calibrated"), help="output dir (default ./models_calibrated)"
+    )
     return parser.parse_args(argv)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    try:
+        results = calibration.calibrate(
+            args.logs_dir, args.labels, args.out, args.models_dir, args.target_precision
+        )
+    except (model.ModelMismatch, OSError, ValueError) as exc:  # LabelsError, TsvError, ... are ValueErrors
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"target precision {args.target_precision} (measured on the labelled visits themselves)")
+    for r in results:
+        how = "from the labels" if r.source == "labels" else "kept: too few labelled visits of this class"
+        print(
+            f"  {r.device_class:8s} threshold {r.threshold:.6f} (was {r.previous:.6f}, {how}): "
+            f"precision {r.precision:.3f}, recall {r.recall:.3f} on {r.labelled} labelled visits "
+            f"({r.positives} of level {calibration.LEVEL}+)"
+        )
+    print(f"written to {args.out}: point MODELS_DIR or --models-dir at it")
+    return 0
 
 
 class _Bar:
@@ -104,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         from shared import crypto
 
         return crypto.run_rekey(settings)
+    if args.command == "calibrate":
+        return _calibrate(args)
     if args.logs_dir is None:
         if not args.token:
             print("error: token is required (--token or METRIKA_TOKEN)", file=sys.stderr)

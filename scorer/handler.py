@@ -11,14 +11,11 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import asyncpg
-import numpy as np
-import pandas as pd
 
-from scorer import pipeline
+from scorer import pipeline, results
 from scorer.logs_api import LogsApiClient
 from scorer.model import Models
 from shared import metrika
@@ -160,17 +157,24 @@ async def _score(task_id: uuid.UUID, deps: Deps) -> None:
             await _retry_later(deps, task, f"work files: {exc}", None)
             return
 
-        await report(90, "store")
-        loop = asyncio.get_running_loop()
-        rows = await loop.run_in_executor(deps.executor, result_rows, task_id, outcome.visits)
-        async with deps.pool.acquire() as conn:
-            stored = await tasks.store_result(
-                conn, task_id, rows, total_visits=outcome.total_visits, model_version=deps.models.version
+        try:
+            stored = await results.store(
+                deps.pool,
+                task_id,
+                outcome.visits,
+                executor=deps.executor,
+                report=report,
+                total_visits=outcome.total_visits,
+                model_version=deps.models.version,
             )
+        except ValueError as exc:
+            logger.exception("task %s: could not store the scored visits", task_id)
+            await tasks.fail(deps.pool, task_id, f"could not store the result: {exc}", "scoring error")
+            return
     logger.info(
         "task %s: %s level-4+ visits of %s%s",
         task_id,
-        len(rows),
+        len(outcome.visits),
         outcome.total_visits,
         "" if stored else " (not stored: the task was finished elsewhere)",
     )
@@ -208,23 +212,3 @@ def _duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:g} {unit}"
     return f"{seconds:g} s"
-
-
-def result_rows(task_id: uuid.UUID, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """The scored visits as task_visits records, in their order (converted column-wise, not per row)."""
-    n = len(frame)
-    parsed = pd.to_datetime(frame["dateTime"], format="%Y-%m-%d %H:%M:%S").to_numpy()
-    when = parsed.astype("datetime64[s]").astype(object)  # datetime.datetime values, as asyncpg wants
-    return list(
-        zip(
-            [task_id] * n,
-            range(n),
-            frame["visitId"].tolist(),
-            frame["clientId"].tolist(),
-            when.tolist(),
-            np.asarray(frame["visitDuration"], dtype=np.int64).tolist(),
-            np.asarray(frame["score"], dtype=np.float64).tolist(),
-            frame["model_version"].tolist(),
-            strict=True,
-        )
-    )

@@ -4,8 +4,10 @@ clean. Every failure is a `shared.metrika.MetrikaError`; `retryable` ones pass w
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from shared.metrika import MetrikaApi, MetrikaError
+from shared.metrika import Handle, MetrikaApi, MetrikaError, T
 from shared.settings import Settings
 
 __all__ = ["LogsApiClient", "Ledger", "MetrikaError", "StageCallback"]
@@ -24,6 +26,8 @@ SOURCES = frozenset({"visits", "hits"})
 # a request in one of these states holds no files: nothing to download, nothing to clean
 GONE = frozenset({"canceled", "cleaned_by_user", "cleaned_automatically_as_too_old"})
 FAILED = GONE | {"processing_failed"}
+# the quota's second, and a margin for requests that reach Yandex unevenly late
+WINDOW_S = 1.05
 StageCallback = Callable[[str, float], Awaitable[None] | None]
 
 
@@ -55,7 +59,7 @@ class LogsApiClient(MetrikaApi):
         token: str,
         counter: int,
         *,
-        chunk_size: int = 1 << 16,
+        chunk_size: int = 1 << 20,
     ) -> None:
         super().__init__(
             session,
@@ -69,9 +73,23 @@ class LogsApiClient(MetrikaApi):
         self.poll_initial_s, self.poll_max_s = settings.logs_poll_initial_s, settings.logs_poll_max_s
         self.prepare_timeout_s = settings.logs_poll_timeout_s
         self.chunk_size = chunk_size
+        self._window = request_window(settings.metrika_api_url, settings.logs_api_rps)
         # a part streams for as long as it takes; only a stalled read or connect times out
         timeout_s = settings.metrika_timeout_s
         self._stream_timeout = aiohttp.ClientTimeout(sock_connect=timeout_s, sock_read=timeout_s)
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        handle: Handle[T] | None = None,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        **kwargs: Any,
+    ) -> T | Any:
+        """Every call (retries too) starts within the Logs API's requests-per-second quota."""
+        await self._window.wait()
+        return await super().send(method, path, handle, timeout=timeout, **kwargs)
 
     async def _json(
         self, method: str, path: str, key: str = "log_request", params: dict[str, str] | None = None
@@ -215,11 +233,14 @@ class LogsApiClient(MetrikaApi):
 
                 async def handle(resp: aiohttp.ClientResponse, number: int = number, tmp: Path = tmp) -> None:
                     done[number] = 0
-                    with tmp.open("wb") as out:
+                    out = await asyncio.to_thread(tmp.open, "wb")
+                    try:  # the file written off the event loop: a slow disk never stalls the heartbeat
                         async for chunk in resp.content.iter_chunked(self.chunk_size):
-                            out.write(chunk)
+                            await asyncio.to_thread(out.write, chunk)
                             done[number] += len(chunk)
                             await _report(on_stage, "download", sum(done.values()) / total)
+                    finally:
+                        await asyncio.to_thread(out.close)
 
                 path = f"/logrequest/{request_id}/part/{number}/download"
                 await self.call("GET", path, handle, timeout=self._stream_timeout)
@@ -237,6 +258,48 @@ class LogsApiClient(MetrikaApi):
             "log request %s: %d parts, %d bytes downloaded", request_id, len(paths), sum(done.values())
         )
         return paths
+
+
+class RequestWindow:
+    """At most `limit` requests started in any `window_s` seconds, as Yandex counts the Logs API's quota
+    (requests per second per IP): a caller reserves the next free start at once and sleeps until then, so
+    a fast download paces itself instead of meeting 429s and their backoff. A limit of 0 or less: no
+    pacing."""
+
+    def __init__(
+        self, limit: int, window_s: float = WINDOW_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit, self.window_s, self._clock = limit, window_s, clock
+        self._starts: collections.deque[float] = collections.deque()
+
+    def reserve(self) -> float:
+        """The seconds to wait before starting one request (0: now)."""
+        if self.limit <= 0:
+            return 0.0
+        now = self._clock()
+        start = now if len(self._starts) < self.limit else max(now, self._starts[0] + self.window_s)
+        self._starts.append(start)
+        while len(self._starts) > self.limit:
+            self._starts.popleft()
+        return start - now
+
+    async def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+# one window per Logs API address for this process, whatever the number of tasks and clients on it; the
+# quota counts per IP, so replicas on one host share it: those meet the odd 429 and retry it
+_WINDOWS: dict[tuple[str, int], RequestWindow] = {}
+
+
+def request_window(base_url: str, limit: int) -> RequestWindow:
+    key = (base_url, limit)
+    window = _WINDOWS.get(key)
+    if window is None:
+        window = _WINDOWS[key] = RequestWindow(limit)
+    return window
 
 
 def _query(day: date, source: str, fields: Sequence[str]) -> dict[str, str]:

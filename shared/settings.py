@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     logs_poll_initial_s: float = 2.0
     logs_poll_max_s: float = 60.0
     logs_poll_timeout_s: float = 6 * 3600.0
+    # Yandex's Logs API quota: requests per second per IP; a scorer paces its calls under it (0: no pacing)
+    logs_api_rps: int = 10
     # uploader: Metrika takes up to ~2 h to process an upload
     upload_poll_s: float = 30.0
     upload_processing_timeout_s: float = 24 * 3600.0

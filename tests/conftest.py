@@ -13,12 +13,14 @@ from typing import Any
 import aio_pika
 import aiohttp
 import asyncpg
+import pandas as pd
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app as create_gateway
 from sandbox.app import SandboxConfig
 from sandbox.app import create_app as create_sandbox
+from scorer import results
 from shared import broker, db
 from shared.db import tasks
 from shared.settings import Settings
@@ -239,19 +241,17 @@ async def completed_task(
     task_id = uuid.uuid4()
     await tasks.insert(pool, task_id, start.date(), counter, token_enc)
     await tasks.claim(pool, task_id)
-    rows = [
-        (
-            task_id,
-            i,
-            str(2**64 - 1 - i),
-            str(2**63 + i),
-            start + dt.timedelta(seconds=i * step_s),
-            100 + i * duration_step,
-            0.9,
-            "v1",
-        )  # fmt: skip
-        for i in range(n)
-    ]
+    visits = pd.DataFrame(
+        {
+            "visitId": [str(2**64 - 1 - i) for i in range(n)],
+            "clientId": [str(2**63 + i) for i in range(n)],
+            "dateTime": [f"{start + dt.timedelta(seconds=i * step_s):%Y-%m-%d %H:%M:%S}" for i in range(n)],
+            "visitDuration": [100 + i * duration_step for i in range(n)],
+            "score": [0.9] * n,
+            "model_version": ["v1"] * n,
+        }
+    )
+    rows_csv = results.csv_chunks(results.visits_table(task_id, visits), None)
     async with pool.acquire() as conn:
-        assert await tasks.store_result(conn, task_id, rows, total_visits=n * 4, model_version="v1")
+        assert await tasks.store_result(conn, task_id, rows_csv, n, total_visits=n * 4, model_version="v1")
     return task_id

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterable, Sequence
 
 import asyncpg
 
@@ -179,18 +178,26 @@ async def reset_failed(db: Executor, task_id: uuid.UUID) -> bool:
 async def store_result(
     conn: asyncpg.Connection,
     task_id: uuid.UUID,
-    rows: Sequence[tuple[Any, ...]],
+    rows_csv: AsyncIterable[bytes],
+    count: int,
     *,
     total_visits: int,
     model_version: str,
 ) -> bool:
-    """Replace the task's visits and mark it completed, atomically; False if it is finished already."""
+    """Replace the task's visits and mark it completed, atomically; False if it is finished already.
+
+    `rows_csv` streams the `count` visits as PostgreSQL CSV (no header, columns VISIT_COLUMNS): COPY passes
+    each piece on as it comes, in the transaction that completes the task."""
     try:
         async with conn.transaction():
             await conn.execute(CLEAR_VISITS, task_id)
-            if rows:
-                await conn.copy_records_to_table("task_visits", records=rows, columns=VISIT_COLUMNS)
-            message = f"{len(rows)} level-4+ visits of {total_visits}"
+            if count:
+                copied = await conn.copy_to_table(
+                    "task_visits", source=rows_csv, columns=VISIT_COLUMNS, format="csv"
+                )
+                if copied != f"COPY {count}":
+                    raise ValueError(f"task {task_id}: {count} visits to store, but {copied}")
+            message = f"{count} level-4+ visits of {total_visits}"
             status = await conn.execute(COMPLETE, task_id, message, total_visits, model_version)
             if status != "UPDATE 1":
                 # someone else finished or failed it meanwhile: keep their outcome, roll our rows back

@@ -274,6 +274,30 @@ async def test_parts_split_and_concatenate(start: Start, http: aiohttp.ClientSes
     assert done["size"] == sum(p["size"] for p in done["parts"])
 
 
+async def test_a_log_is_prepared_once_and_shared_by_its_requests(start: Start, http: aiohttp.ClientSession):
+    """A re-run of a day meets its parts prepared: one rendering per log, which outlives a cleaned request
+    while another still holds it; other fields are another log."""
+    server = await start(rows_per_part=100, processing_seconds=0)
+    store = server.app[LOG_REQUESTS]
+    first, second = [(await create(http, server))["request_id"] for _ in range(2)]
+    other = (await create(http, server, fields=FIELDS[:2]))["request_id"]
+    parts = [(await processed(http, server, rid))["parts"] for rid in (first, second, other)]
+    assert parts[0] == parts[1] != parts[2]
+    assert store.requests[first].prepared is store.requests[second].prepared
+    assert store.requests[other].prepared is not store.requests[first].prepared
+    status, _ = await call(http, "POST", api(server, f"/logrequest/{first}/clean"))
+    assert status == 200 and store.requests[first].prepared is None
+    texts = []
+    for part in parts[1]:
+        async with http.get(
+            api(server, f"/logrequest/{second}/part/{part['part_number']}/download"), headers=AUTH
+        ) as r:
+            texts.append(await r.text())
+    header = "\t".join(FIELDS) + "\n"
+    joined = header + "".join(t[len(header) :] for t in texts)
+    assert joined == expected_tsv(simulate_day(COUNTER, DAY, n_visits=300).visits, FIELDS)
+
+
 async def test_multi_day_request(start: Start, http: aiohttp.ClientSession):
     server = await start(visits_per_day=20, processing_seconds=0)
     rid = (await create(http, server, fields=["ym:s:visitID"], date1=date(2024, 3, 7)))["request_id"]

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import pandas as pd
@@ -15,6 +16,7 @@ from sandbox import simulator
 from scorer import cli, model, scoring, tsv
 
 DAY = dt.date.today() - dt.timedelta(days=3)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write_parts(directory, day, parts: int = 2):
@@ -79,6 +81,7 @@ async def test_api_mode_pulls_the_sandbox_and_writes_default_file(sandbox, tmp_p
         sys.executable, "-m", "scorer.cli", "score", "--date", DAY.isoformat(), "--counter", "77",
         "--token", "sandbox-token", "--api-url", str(sandbox.make_url("")).rstrip("/"),
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this checkout's code, whatever the venv installed
     )  # fmt: skip
     _, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode == 0, err.decode()

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG
 from sandbox.simulator import HIT_FIELDS, VISIT_FIELDS, simulate_day, write_tsv
-from scorer.logs_api import LogsApiClient
+from scorer.logs_api import LogsApiClient, RequestWindow
 from shared.metrika import MetrikaError
 from shared.settings import Settings
 
@@ -27,6 +27,7 @@ DAY = date(2024, 3, 9)
 COUNTER = 777
 TOKEN = "secret-token-4f9a1c"
 VISITS = 300
+
 
 Start = Callable[..., Awaitable[TestServer]]
 
@@ -128,6 +129,33 @@ async def test_rate_and_parallel_quotas_are_retried(
     assert statuses(server) == ["cleaned_by_user", "cleaned_by_user"]
     rejected = {r.status for r in server.app[REQUEST_LOG].records} - {200}
     assert rejected == {429}
+
+
+def test_request_window_starts_at_most_limit_requests_in_any_window():
+    now = [100.0]
+    window = RequestWindow(3, window_s=1.0, clock=lambda: now[0])
+    assert [window.reserve() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert [window.reserve() for _ in range(4)] == [1.0, 1.0, 1.0, 2.0]  # each a window after the 3rd before
+    now[0] = 105.0  # idle for a while: a full window's worth at once again
+    assert [window.reserve() for _ in range(4)] == [0.0, 0.0, 0.0, 1.0]
+    assert RequestWindow(0).reserve() == 0.0  # no limit
+
+
+async def test_a_download_of_many_parts_paces_itself_under_the_rate_quota(
+    start: Start, session: aiohttp.ClientSession, tmp_path: Path
+):
+    """About 40 calls (evaluate, create, poll, 30 parts, clean) against 20 requests/s per IP: paced at 15/s,
+    none is refused (unpaced, the parts come faster than that: 429s, and retries that run out)."""
+    server = await start(rps=20, max_parallel=0, rows_per_part=60, processing_seconds=0)
+    client = make_client(session, server, logs_api_rps=15)
+    visits, hits = await asyncio.gather(
+        client.download(DAY, "visits", VISIT_FIELDS, tmp_path),
+        client.download(DAY, "hits", HIT_FIELDS, tmp_path),
+    )
+    assert len(visits) + len(hits) >= 30
+    assert joined(hits) == tsv(HIT_FIELDS, "hits")
+    records = server.app[REQUEST_LOG].records
+    assert len(records) >= 38 and {r.status for r in records} == {200}
 
 
 async def test_short_503_storm_succeeds(start: Start, session: aiohttp.ClientSession, tmp_path: Path):
