@@ -13,7 +13,9 @@ Generates a simulated day as the Logs API serves a big one (visits_<i>.tsv and h
 Best of the rounds for each; the headline is their ratio (this machine's speed drifts within
 minutes, so only ratios measured side by side mean anything).  Peak RSS is the CLI process's own
 (``wait4``).  A second day ``--big-visits`` large is scored once to show that memory stays flat as
-the day grows.  ``--pieces`` adds where the time goes inside one process (CPU seconds per piece).
+the day grows.  ``--pieces`` adds where the time goes inside one process (CPU seconds per piece);
+``--service`` the scorer service end to end on the sandbox against the CLI (``bench/service.py``,
+which needs PostgreSQL and RabbitMQ; ``python bench/service.py`` runs it alone).
 
 Sections are functions of a ``Bench`` (the days, and what earlier sections measured) returning
 ``Row``s; a section is added by appending it to ``SECTIONS``.
@@ -22,6 +24,7 @@ Sections are functions of a ``Bench`` (the days, and what earlier sections measu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -89,6 +92,7 @@ class Bench:
     levels: np.ndarray  # ground truth of the day's visits, in file order
     rounds: int
     pieces: bool
+    service: bool = False
     measured: dict[str, float] = field(default_factory=dict)  # for later sections: cli_s, floor_s, ...
 
 
@@ -227,7 +231,24 @@ def pieces(bench: Bench) -> list[Row]:
     return [Row(*line.split("\t")) for line in out.splitlines() if "\t" in line]
 
 
-SECTIONS: list[Callable[[Bench], list[Row]]] = [whole_process, big_day, pieces]
+def service(bench: Bench) -> list[Row]:
+    """The scorer service on the sandbox, message to completed, against the CLI (--service; needs
+    PostgreSQL and RabbitMQ, see bench/service.py, which prints its own stages)."""
+    if not bench.service:
+        return []
+    from bench import service as service_bench
+
+    figures = asyncio.run(service_bench.run(len(bench.levels), 1))  # one round: it takes minutes
+    ratio = figures["ratio"]
+    target = service_bench.TARGET_SERVICE_RATIO
+    return [
+        Row("service task, message to completed", f"{figures['service_s']:.2f} s"),
+        Row("CLI on the same files (service bench)", f"{figures['cli_files_s']:.2f} s"),
+        Row("service / CLI", f"{ratio:.2f} x", f"<= {target:.0f} x", ratio <= target),
+    ]
+
+
+SECTIONS: list[Callable[[Bench], list[Row]]] = [whole_process, big_day, pieces, service]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big-visits", type=int, default=5_000_000, help="0 to skip the big day")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pieces", action="store_true", help="also time each piece inside one process")
+    parser.add_argument("--service", action="store_true", help="also the scorer service (bench/service.py)")
     parser.add_argument("--keep", type=Path, help="keep the days under this directory (and reuse them)")
     args = parser.parse_args(argv)
 
@@ -249,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         if big is not None:
             ensure_day(big, args.big_visits)
         generate_s = time.perf_counter() - started
-        bench = Bench(base / f"day_{args.visits}", big, levels, args.rounds, args.pieces)
+        bench = Bench(base / f"day_{args.visits}", big, levels, args.rounds, args.pieces, args.service)
         parts = tsv.find_parts(bench.day)
         size_mb = sum(p.stat().st_size for group in parts for p in group) / 1e6
         print(
@@ -267,18 +289,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# --- The scorer service end to end (issue 10, item 5) -----------------------------------------------------
-# Self-contained in bench/service.py: `python bench/scoring.py --service [--visits N] [--rounds R]` runs it;
-# a caller wanting the figures calls `asyncio.run(service.run(visits, rounds))` (seconds and ratios).
-
-
-def service_main(argv: list[str]) -> int:
-    from bench import service
-
-    return service.main(argv)
-
-
 if __name__ == "__main__":
-    if "--service" in sys.argv[1:]:
-        sys.exit(service_main([arg for arg in sys.argv[1:] if arg != "--service"]))
     sys.exit(main())
