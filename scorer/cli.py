@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
@@ -189,18 +190,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_seed_json(visits: pa.Table, out: Path) -> None:
     """The seed's output file: ``json.dumps(records, ensure_ascii=False, indent=2)`` of SEED_FIELDS
-    records, written column-wise a slice at a time (a Python dict per visit took longer than scoring
-    them, and one string of all of them as much memory again as the visits)."""
-    with out.open("w", encoding="utf-8") as fh:
+    records, built column-wise by Arrow a slice at a time and written as bytes (a Python dict per
+    visit took longer than scoring them, and one string of all of them as much memory again)."""
+    with out.open("wb") as fh:
         if visits.num_rows == 0:
-            fh.write("[]")
+            fh.write(b"[]")
             return
+        fh.write(b"[\n")
         for lo in range(0, visits.num_rows, _JSON_ROWS):
-            fh.write(("[\n" if lo == 0 else ",\n") + _records(visits.slice(lo, _JSON_ROWS)))
-        fh.write("\n]")
+            records = _records(visits.slice(lo, _JSON_ROWS))  # each ends with ",\n": cut after the last
+            last = lo + _JSON_ROWS >= visits.num_rows
+            fh.write(records[: -len(b",\n")] if last else records)
+        fh.write(b"\n]")
 
 
-def _records(visits: pa.Table) -> str:
+def _records(visits: pa.Table) -> memoryview:
     parts: list[Any] = []
     for i, name in enumerate(SEED_FIELDS):
         column = visits.column(name)
@@ -212,8 +216,12 @@ def _records(visits: pa.Table) -> str:
             else:
                 value = pa.array([json.dumps(v, ensure_ascii=False) for v in value.to_pylist()])
         parts += [('  {\n    "' if i == 0 else ',\n    "') + name + '": ', value]
-    parts.append("\n  }")
-    return ",\n".join(pc.binary_join_element_wise(*parts, "").to_pylist())
+    parts.append("\n  },\n")
+    records = pc.binary_join_element_wise(*parts, "").combine_chunks()
+    # A string array's values lie back to back in its data buffer: the records, one after another.
+    _, offsets, data = records.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[records.offset : records.offset + len(records) + 1]
+    return memoryview(data)[int(bounds[0]) : int(bounds[-1])]
 
 
 if __name__ == "__main__":
