@@ -416,9 +416,8 @@ async def test_batch_status_shape_and_scope(gateway, pool):
     assert (body["status"], body["counter_id"], body["total"], body["processed"]) == ("accepted", 987, 2, 0)
     assert body["metrika_upload_id"] is None and body["errors"] is None
     created = dt.datetime.fromisoformat(body["created_at"])
-    assert re.fullmatch(TIMESTAMP, body["created_at"]) and abs(created - dt.datetime.now(dt.UTC)) < dt.timedelta(
-        minutes=1
-    )
+    assert re.fullmatch(TIMESTAMP, body["created_at"])
+    assert abs(created - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
 
     await pool.execute(
         "INSERT INTO upload_files (batch_id, id_type, status, metrika_upload_id)"
