@@ -4,7 +4,6 @@ object the webhook endpoints share."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +11,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway import idempotency, keys
-from gateway.bodies import parse_body, read_json, unprocessable
+from gateway import idempotency, keys, timestamps
+from gateway.bodies import parse_body, read_json
 from gateway.tasks import load_task
 from shared import errors
 from shared.conversions import Checked, Conversion, Rejected, RowError, Rules, check_row
@@ -38,12 +37,8 @@ async def create_bulk(request: web.Request) -> web.Response:
     if not visits:
         raise errors.Conflict("Task has no level-4+ visits: there is nothing to upload")
     cipher = request.app[keys.CIPHER]
-    token = body.token
-    if token is None:
-        try:
-            token = cipher.decrypt(task["token_enc"])
-        except errors.Permanent:
-            token = None  # stored under another encryption key: fall back to the environment
+    # a token stored under a key no longer configured: fall back to the environment's
+    token = body.token or cipher.decrypt_or_none(task["token_enc"])
     token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
     zone = request.app[keys.SETTINGS].counter_zone()
     batch_id = uuid.uuid4()
@@ -72,7 +67,9 @@ async def create_bulk(request: web.Request) -> web.Response:
 async def create_single(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not isinstance(data, dict):
-        raise unprocessable([{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}])
+        raise errors.Unprocessable(
+            [{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}]
+        )
     credentials = UploadCredentials.model_validate(data)  # a ValidationError is a 422 (error middleware)
     settings = request.app[keys.SETTINGS]
     token, counter = _credentials(settings, credentials.token, credentials.counter)
@@ -126,12 +123,12 @@ def check_count(rows: Sequence[Any]) -> None:
         raise errors.BadRequest(f"conversions is empty: send 1 to {MAX_CONVERSIONS} conversions")
 
 
-def invalid_rows(checked: Checked, total: int) -> web.HTTPException:
-    body = {
-        "detail": f"{len(checked.rejected)} of {total} conversions are invalid; nothing was stored",
-        "errors": [error.as_dict() for error in checked.errors],
-    }
-    return web.HTTPBadRequest(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
+def invalid_rows(checked: Checked, total: int) -> errors.BadRequest:
+    """The 400 that refuses a request with invalid rows: `{"detail", "errors": [per-row problems]}`."""
+    return errors.BadRequest(
+        f"{len(checked.rejected)} of {total} conversions are invalid; nothing was stored",
+        extra={"errors": [error.as_dict() for error in checked.errors]},
+    )
 
 
 async def store_batch(
@@ -167,8 +164,8 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "status": row["status"],
                     "webhook_id": str(row["webhook_id"]) if row["webhook_id"] else None,
                     "counter_id": row["counter_id"],
-                    "created_at": iso_utc(row["created_at"]),
-                    "updated_at": iso_utc(row["updated_at"]),
+                    "created_at": timestamps.iso(row["created_at"]),
+                    "updated_at": timestamps.iso(row["updated_at"]),
                     "metrika_upload_id": row["metrika_upload_id"],
                     "total": row["total"],
                     "processed": row["processed"],
@@ -180,7 +177,7 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
             answers.append(
                 {
                     "upload_id": str(row["id"]),
-                    "status": row["status"],
+                    "status": upload_status_word(row["status"]),
                     "errors": found,
                     "processed": row["processed"],
                     "total": row["total"],
@@ -190,18 +187,19 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
     return answers
 
 
+def upload_status_word(status: str) -> str:
+    """An upload's status as the replaced API named it: its final success is "processed" (a webhook batch
+    keeps "completed", the webhook API's word)."""
+    return "processed" if status == "completed" else status
+
+
 def _retry_fields(row: asyncpg.Record) -> dict[str, Any]:
     """While Metrika fails for now: when the next attempt is due, how many failed, and the last error."""
-    when = row["next_attempt_at"]
     return {
-        "next_attempt_at": iso_utc(when) if when is not None else None,
+        "next_attempt_at": timestamps.iso(row["next_attempt_at"]),
         "attempts": row["attempts"],
         "last_error": row["last_error"],
     }
-
-
-def iso_utc(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _problems(db: Executor, batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:

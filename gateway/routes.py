@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import conversions, crm_replay, dead_letters, health, retries, tasks, webhooks
+from gateway import (
+    conversions,
+    crm_replay,
+    dead_letters,
+    endpoints,
+    health,
+    openapi,
+    retries,
+    tasks,
+    webhooks,
+)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -36,3 +46,5 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post(
         "/webhook/offline-conversions/{webhook_id}/batches/{batch_id}/retry", retries.retry_webhook_batch
     )
+    # last: /openapi.json describes the routes above (each declared in gateway/endpoints.py)
+    openapi.setup(app, endpoints.ENDPOINTS)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, pages
+from gateway import keys, pages, timestamps
 from gateway.bodies import parse_body, parse_query
 from shared import broker, errors
 from shared.db import outbox, tasks
@@ -58,13 +57,13 @@ async def task_status(request: web.Request) -> web.Response:
             "status": task["status"],
             "progress": task["progress"],
             "message": task["message"],
-            "started_at": _iso(task["started_at"]),
-            "finished_at": _iso(task["finished_at"]),
+            "started_at": timestamps.iso(task["started_at"]),
+            "finished_at": timestamps.iso(task["finished_at"]),
             "error": task["error"],
             "total_visits": task["total_visits"],
             "model_version": task["model_version"],
             # a transient Metrika failure: the task waits, pending, for its next attempt
-            "next_attempt_at": _iso(task["next_attempt_at"]),
+            "next_attempt_at": timestamps.iso(task["next_attempt_at"]),
             "attempts": task["attempts"],
             "last_error": task["last_error"],
         }
@@ -106,7 +105,3 @@ async def load_task(request: web.Request, task_id: uuid.UUID | str | None = None
     if task is None:
         raise errors.NotFound("Task not found")
     return task
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value else None

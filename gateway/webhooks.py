@@ -14,12 +14,11 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway import crm_hooks, idempotency, keys
-from gateway.bodies import parse_body, parse_query, read_json, unprocessable
+from gateway import crm_hooks, idempotency, keys, timestamps
+from gateway.bodies import parse_body, parse_query, read_json
 from gateway.conversions import (
     check_count,
     invalid_rows,
-    iso_utc,
     rules,
     status_objects,
 )
@@ -106,7 +105,7 @@ async def update_webhook(request: web.Request) -> web.Response:
         problems = body.source_problems(cast(Source, source))
         if problems:
             msgs = [f"Value error, {problem} (source {source})" for problem in problems]
-            raise unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
+            raise errors.Unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
         row = await webhooks.update(conn, webhook_id, change)
         updated = await webhooks.apply_credentials(conn, webhook_id) if body.changes_credentials() else 0
     guard.forget(webhook_id)
@@ -159,7 +158,7 @@ async def _submit(request: web.Request, given: str) -> web.Response:
     key: idempotency.Key | None = None
     try:
         partial, checked = await _read_conversions(request)
-    except (errors.AppError, web.HTTPException, ValidationError) as exc:
+    except (errors.AppError, ValidationError) as exc:
         # still counted against the rate (a request that passed the checks above), and answered after it
         refusal: Exception | None = exc
         records: list[tuple[Any, ...]] = []
@@ -272,7 +271,7 @@ def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
         "description": row["description"],
         "counter_id": row["counter_id"],
         "is_active": row["is_active"],
-        "created_at": iso_utc(row["created_at"]),
+        "created_at": timestamps.iso(row["created_at"]),
         "url": _url(request, row["id"]),
         "source": row["source"],
         "mapping": row["mapping"],
