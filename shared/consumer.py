@@ -237,6 +237,7 @@ class _Loop:
                     else:
                         self._outages = 0
                         await _bounded(message.ack(), "ack a message")
+                        logger.debug("message from %s handled", queue_name)
             except asyncio.CancelledError:
                 if not message.processed:
                     await _bounded(message.nack(requeue=True), "requeue a cancelled message")

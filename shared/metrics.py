@@ -3,15 +3,14 @@
 Each process counts what it does itself (the counters and histograms below, in prometheus-client's default
 registry, with its process_* and python_* metrics); every replica is scraped on its own. The state of
 the system (tasks and conversions by status, the outbox backlog, dead letters, queue depths) is read by
-the gateway when it is scraped (`State`), at most every STATE_MAX_AGE_S and never for longer than
-STATE_TIMEOUT_S: a scrape answers with the last values it has.
+the gateway when it is scraped (`State`), once for scrapes that arrive together, and never for longer
+than STATE_TIMEOUT_S: past that a scrape answers with the last values it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 
@@ -92,36 +91,31 @@ LOGS_API_SECONDS = Histogram(
     buckets=_LONG,
 )
 
-# how often and how long the gateway reads the state (below) when it is scraped
-STATE_MAX_AGE_S = 5.0
+# how long the gateway reads the state (below) when it is scraped, at most (Prometheus waits 10 s)
 STATE_TIMEOUT_S = 3.0
 
 
 class State(Collector):
     """The system's state, read from Postgres (indexed counts, estimates for big tables) and from RabbitMQ
-    (passive declares), at most every `max_age_s`; a source that fails or takes longer than `timeout_s`
-    keeps its last values and reports `metrika_score_state_up{source}` 0."""
+    (passive declares of `queues`); scrapes that arrive while a read is under way share it. A source that
+    fails or takes longer than `timeout_s` keeps its last values and reports `metrika_score_state_up` 0."""
 
-    def __init__(
-        self, queues: Sequence[str], *, max_age_s: float = STATE_MAX_AGE_S, timeout_s: float = STATE_TIMEOUT_S
-    ) -> None:
+    def __init__(self, queues: Sequence[str], *, timeout_s: float = STATE_TIMEOUT_S) -> None:
         self._queues = list(queues)
-        self._max_age_s, self._timeout_s = max_age_s, timeout_s
+        self._timeout_s = timeout_s
         self._db: dict[str, dict[str, float]] = {}
         self._depths: dict[str, float] = {}
         self._up = {"postgres": 0.0, "rabbitmq": 0.0}
-        self._read_at = -float("inf")
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Future[tuple[None, None]] | None = None
         # its own registry (exposed beside the process's): each gateway app in a process has its State
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
     async def refresh(self, pool: asyncpg.Pool, connection: AbstractRobustConnection | None) -> None:
-        async with self._lock:  # concurrent scrapes share one read
-            if time.monotonic() - self._read_at < self._max_age_s:
-                return
-            await asyncio.gather(self._read_db(pool), self._read_queues(connection))
-            self._read_at = time.monotonic()
+        reading = self._reading
+        if reading is None or reading.done():
+            reading = self._reading = asyncio.gather(self._read_db(pool), self._read_queues(connection))
+        await asyncio.shield(reading)  # a scrape that gives up does not cancel the others' read
 
     async def _read_db(self, pool: asyncpg.Pool) -> None:
         try:

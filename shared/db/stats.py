@@ -23,21 +23,23 @@ WHERE schemaname = current_schema() AND tablename = 'conversions' AND attname = 
 """
 
 
-async def snapshot(conn: asyncpg.Connection) -> dict[str, dict[str, float]]:
+async def snapshot(
+    conn: asyncpg.Connection, exact_conversions: int = EXACT_CONVERSIONS
+) -> dict[str, dict[str, float]]:
     """{"tasks": {status: n}, "conversions": {status: n}, "outbox": {"": n}, "dead_letters": {key: n}},
-    read in one transaction under STATEMENT_TIMEOUT."""
+    read in one transaction under STATEMENT_TIMEOUT; conversions estimated past `exact_conversions`."""
     async with conn.transaction(readonly=True):
         await conn.execute(STATEMENT_TIMEOUT)
         tasks = {r["status"]: float(r["n"]) for r in await conn.fetch(TASKS_BY_STATUS)}
         backlog = float(await conn.fetchval(OUTBOX_BACKLOG))
         dead = {r["routing_key"]: float(r["n"]) for r in await conn.fetch(DEAD_LETTERS)}
-        conversions = await _conversions(conn)
+        conversions = await _conversions(conn, exact_conversions)
     return {"tasks": tasks, "conversions": conversions, "outbox": {"": backlog}, "dead_letters": dead}
 
 
-async def _conversions(conn: asyncpg.Connection) -> dict[str, float]:
+async def _conversions(conn: asyncpg.Connection, exact_conversions: int) -> dict[str, float]:
     rows = await conn.fetchval(TABLE_ROWS)
-    if rows is None or rows < EXACT_CONVERSIONS:  # -1: never analysed yet
+    if rows is None or rows < 0 or rows < exact_conversions:  # -1: never analysed yet
         return {r["status"]: float(r["n"]) for r in await conn.fetch(CONVERSIONS_BY_STATUS)}
     shares = await conn.fetchrow(CONVERSION_STATUS_SHARES)
     if shares is None or shares["vals"] is None:
