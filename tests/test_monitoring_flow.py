@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import keys
 from sandbox.app import VISITORS
+from scorer.main import main as scorer_main
 from shared import broker, logs
 from tests.conftest import override, wait_for
 from tests.faults.procs import free_port
@@ -224,3 +225,57 @@ async def test_consumer_metrics_move_and_its_logs_carry_the_request_id(
     assert all(e["batch_id"] == batch_id for e in handled)
     assert any(e["logger"] == "shared.consumer" and e["message"].startswith("message from") for e in handled)
     assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+
+
+async def test_scorer_metrics_count_logs_api_bytes_and_its_logs_carry_task_and_request(
+    gateway, settings, run_service, http
+):
+    port = free_port()
+    queue = broker.Topology(settings.queue_prefix).queue(broker.SCORE_TASKS)
+    before_bytes = REGISTRY.get_sample_value("metrika_score_logs_api_bytes_total") or 0
+    lines = _Lines()
+    watched = [logging.getLogger(name) for name in ("shared", "scorer")]
+    levels = [logger.level for logger in watched]
+    for logger in watched:
+        logger.addHandler(lines)
+        logger.setLevel(logging.INFO)
+    try:
+        day = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+        request_id = f"task-{uuid.uuid4().hex[:8]}"
+        resp = await gateway.post(
+            "/tasks",
+            json={"date": day, "token": "sandbox-token", "counter": COUNTER},
+            headers={"X-Request-ID": request_id},
+        )
+        task_id = (await resp.json())["task_id"]
+        # polls within the sandbox's 10 Logs API requests per second (as tests/test_scoring_flow.py)
+        run_service(scorer_main, override(settings, metrics_port=port, logs_poll_initial_s=0.4))
+
+        async def finished():
+            body = await (await gateway.get(f"/tasks/{task_id}/status")).json()
+            return body["status"] in ("completed", "failed") and body
+
+        assert (await wait_for(finished, timeout=60, what="the task finished"))["status"] == "completed"
+
+        async def acked():  # the message is acked a moment after the task is marked completed
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as metrics_resp:
+                samples = _samples(await metrics_resp.text())
+            return (
+                samples
+                if _value(samples, "metrika_score_messages_total", queue=queue, outcome="ack")
+                else None
+            )
+
+        samples = await wait_for(acked, timeout=10, what="the scorer's ack counted")
+    finally:
+        for logger, level in zip(watched, levels, strict=True):
+            logger.removeHandler(lines)
+            logger.setLevel(level)
+
+    assert _value(samples, "metrika_score_messages_total", queue=queue, outcome="ack") == 1
+    assert _value(samples, "metrika_score_logs_api_bytes_total") > before_bytes
+    assert _value(samples, "metrika_score_logs_api_seconds_count", stage="download") >= 2  # visits, hits
+    assert _value(samples, "metrika_score_metrika_api_calls_total", api="logs", outcome="ok") >= 6
+    ours = [e for e in lines.entries() if e.get("request_id") == request_id]
+    assert any(e["logger"].startswith("scorer") for e in ours), lines.entries()
+    assert all(e["task_id"] == task_id for e in ours)
