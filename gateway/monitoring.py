@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import time
 
 from aiohttp import web
+from prometheus_client import Counter, Histogram
 
 from gateway import keys
 from gateway.middlewares import Handler, public
@@ -15,6 +17,8 @@ from shared import errors, logs, metrics
 REQUEST_ID_HEADER = "X-Request-ID"
 # the route label of a request that matched no route (never its raw path: it may hold ids or secrets)
 UNMATCHED = "unmatched"
+# the method label of any other method a client may send (labels stay few)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @web.middleware
@@ -38,9 +42,18 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         resource = request.match_info.route.resource
-        labels = (request.method, resource.canonical if resource is not None else UNMATCHED, str(status))
-        metrics.HTTP_REQUESTS.labels(*labels).inc()
-        metrics.HTTP_DURATION.labels(*labels).observe(time.perf_counter() - started)
+        route = resource.canonical if resource is not None else UNMATCHED
+        method = request.method if request.method in METHODS else "OTHER"
+        count, duration = _series(method, route, status)
+        count.inc()
+        duration.observe(time.perf_counter() - started)
+
+
+@functools.cache
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The labelled children of one method, route and status (looked up once: labels() takes a lock)."""
+    labels = (method, route, str(status))
+    return metrics.HTTP_REQUESTS.labels(*labels), metrics.HTTP_DURATION.labels(*labels)
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:

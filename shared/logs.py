@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
@@ -55,7 +54,7 @@ def request_id(given: str | None = None) -> str:
     """`given` if it is a usable request id, else a new one."""
     if given and _REQUEST_ID.fullmatch(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def message_headers(request_ids: list[str | None] | None = None) -> dict[str, Any]:
