@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from gateway import keys, pages, timestamps
 from gateway.bodies import parse_query
 from gateway.middlewares import validation_detail
-from shared import broker, errors
+from shared import broker, errors, logs
 from shared.consumer import ERROR_HEADER, MessageHandler, RetryPolicy, run_sink
 from shared.db import dead_letters, outbox
 
@@ -153,13 +153,13 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
             body = _parsed(row["body"])
             if not isinstance(body, dict):
                 raise errors.Conflict("The dead letter's body is not a JSON object: it cannot be replayed")
-            outbox_id = await outbox.add(conn, row["routing_key"], body)
+            outbox_id = await outbox.add(conn, row["routing_key"], body, headers := logs.message_headers())
             await dead_letters.mark_replayed(conn, dead_letter_id)
     except asyncpg.DataError:  # JSON that jsonb refuses (a \u0000 in a string)
         raise errors.Conflict(
             "The dead letter's body cannot be stored as JSON: it cannot be replayed"
         ) from None
-    await request.app[keys.RELAY].publish_now([outbox_id], row["routing_key"], body)
+    await request.app[keys.RELAY].publish_now([outbox_id], row["routing_key"], body, headers)
     return web.json_response({"id": dead_letter_id, "status": "replayed"}, status=202)
 
 

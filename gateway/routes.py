@@ -10,6 +10,7 @@ from gateway import (
     dead_letters,
     endpoints,
     health,
+    monitoring,
     openapi,
     retries,
     tasks,
@@ -19,6 +20,7 @@ from gateway import (
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
+    app.router.add_get("/metrics", monitoring.metrics_endpoint)
     app.router.add_post("/tasks", tasks.create_task)
     app.router.add_get("/tasks/{task_id}/status", tasks.task_status)
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)

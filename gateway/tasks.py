@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway import keys, pages, timestamps
 from gateway.bodies import parse_body, parse_query
-from shared import broker, errors
+from shared import broker, errors, logs
 from shared.db import outbox, tasks
 from shared.schemas import ScoreTask, TaskCreate
 
@@ -29,8 +29,8 @@ async def create_task(request: web.Request) -> web.Response:
     message = ScoreTask(task_id=task_id).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
         await tasks.insert(conn, task_id, body.date, counter, token_enc)
-        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
-    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message)
+        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers := logs.message_headers())
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
     return web.json_response({"task_id": str(task_id)})
 
 
@@ -45,8 +45,8 @@ async def retry_task(request: web.Request) -> web.Response:
     async with pool.acquire() as conn, conn.transaction():
         if not await tasks.reset_failed(conn, task["id"]):
             raise errors.Conflict("Only a failed task can be retried; this one was retried meanwhile")
-        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
-    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message)
+        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers := logs.message_headers())
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
     return web.json_response({"task_id": str(task["id"]), "status": "pending"}, status=202)
 
 

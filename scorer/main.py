@@ -12,11 +12,11 @@ import aiohttp
 from scorer import model
 from scorer.handler import Deps, handle_score_task
 from scorer.sweeper import Sweeper
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
 from shared.schemas import ScoreTask
-from shared.settings import Settings
+from shared.settings import SCORER_METRICS_PORT, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,13 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
     # pandas/numpy release the GIL for most of the work; one thread keeps the loop free for progress updates
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+    metrics_port = SCORER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    session_timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
+        async with (
+            metrics.endpoint(settings.host, metrics_port),
+            aiohttp.ClientSession(timeout=session_timeout) as session,
+        ):
             deps = Deps(
                 pool=pool,
                 session=session,

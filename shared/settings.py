@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 YANDEX_API_URL = "https://api-metrika.yandex.net"
+# the port of a consumer's GET /metrics when METRICS_PORT is not set
+SCORER_METRICS_PORT = 9101
+UPLOADER_METRICS_PORT = 9102
 # TOKEN_ENCRYPTION_KEY of a development stack that sets none (published here, so never for real tokens)
 DEVELOPMENT_TOKEN_KEY = "dev-only-change-me"
 
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
     conversion_max_age_days: int = 90
     # webhook submissions per webhook and minute, counted in Postgres so every gateway replica shares it
     webhook_rate_per_minute: int = 60
+
+    # monitoring (README "Monitoring"): the gateway's GET /metrics asks for `Authorization: Bearer
+    # <metrics_token>` when one is set (else it is open, like /health); a scorer or an uploader serves
+    # GET /metrics on HOST:METRICS_PORT, unset: its default (SCORER_METRICS_PORT, UPLOADER_METRICS_PORT),
+    # 0: none
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=0, lt=65536)
 
     @field_validator("counter_timezone")
     @classmethod

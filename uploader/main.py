@@ -9,11 +9,11 @@ import uuid
 
 import aiohttp
 
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
 from shared.schemas import UploadBatches
-from shared.settings import Settings
+from shared.settings import UPLOADER_METRICS_PORT, Settings
 from uploader.deps import Deps
 from uploader.handler import BATCHES_AT_ONCE, handle_upload_batches
 from uploader.poller import run_poller
@@ -42,7 +42,8 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             message = UploadBatches(batch_ids=batch_ids)
             await asyncio.wait_for(broker.publish(exchange, broker.CONVERSION_UPLOADS, message), timeout=5.0)
 
-        async with aiohttp.ClientSession() as session:
+        metrics_port = UPLOADER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+        async with metrics.endpoint(settings.host, metrics_port), aiohttp.ClientSession() as session:
             deps = Deps(
                 pool=pool,
                 session=session,

@@ -39,7 +39,7 @@ WITH new_batches AS (
     SELECT (b->>0)::uuid, b->>1, (b->>2)::uuid, (b->>3)::uuid, (b->>4)::bigint, decode(b->>5, 'base64'), b->>6
     FROM json_array_elements($1::json) AS b
 ), new_rows AS ({INSERT_ROWS_FROM_JSON})
-INSERT INTO outbox (routing_key, body) VALUES ($3, $4) RETURNING id
+INSERT INTO outbox (routing_key, body, headers) VALUES ($3, $4, $5) RETURNING id
 """
 
 
@@ -323,11 +323,18 @@ async def insert_batch(
     await db.execute(INSERT_BATCH, batch_id, source, task_id, webhook_id, counter_id, token_enc, status)
 
 
-async def store(db: Executor, new: Sequence[NewBatch], routing_key: str, message: dict[str, Any]) -> int:
-    """Store batches, their rows and one outbox row carrying `message`; the outbox id."""
+async def store(
+    db: Executor,
+    new: Sequence[NewBatch],
+    routing_key: str,
+    message: dict[str, Any],
+    headers: dict[str, Any] | None = None,
+) -> int:
+    """Store batches, their rows and one outbox row carrying `message` and `headers`; the outbox id."""
     batch_rows = [(*b[:5], base64.b64encode(b.token_enc).decode(), b.status) for b in new]
     records = [record for b in new for record in b.records]
-    return int(await db.fetchval(STORE, as_json(batch_rows), records_json(records), routing_key, message))
+    args = (as_json(batch_rows), records_json(records), routing_key, message, headers or None)
+    return int(await db.fetchval(STORE, *args))
 
 
 def as_json(rows: Sequence[Sequence[Any]]) -> str:

@@ -276,3 +276,6 @@ DO $$ BEGIN  -- once: a CRM event that makes no conversion is kept as an `ignore
             CHECK (status IN ('pending', 'uploaded', 'completed', 'error', 'duplicate', 'ignored'));
     END IF;
 END $$;
+
+-- issue 11: the headers a message is published with (the id of the request that wrote it, shared/logs.py)
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS headers jsonb;

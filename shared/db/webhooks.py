@@ -80,7 +80,8 @@ APPLICATION_TOKEN = "SELECT application_token_enc FROM webhooks WHERE id = $1"
 # `verdict`: not_found, forbidden (wrong secret), inactive, limited, stored, or counted (within the limit
 # but carrying no batch: its body was refused).
 # $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows; $5-$7: the
-# CRM requests' batch ids, content types and bodies as they came, kept with their batch.
+# CRM requests' batch ids, content types and bodies as they came, kept with their batch; $8: the
+# message's headers.
 _COUNT = rates.take_sql(
     "(SELECT webhook_id::text AS subject, count(*)::int AS wanted FROM ok"
     " GROUP BY webhook_id ORDER BY webhook_id) AS wanted",
@@ -115,8 +116,8 @@ WITH req AS (
     FROM unnest($5::uuid[], $6::text[], $7::bytea[]) AS c(batch_id, content_type, body)
     JOIN allowed ON allowed.batch_id = c.batch_id
 ), message AS (
-    INSERT INTO outbox (routing_key, body)
-    SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)) FROM allowed
+    INSERT INTO outbox (routing_key, body, headers)
+    SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)), $8::jsonb FROM allowed
     HAVING count(*) > 0
     RETURNING id, body
 )
@@ -219,10 +220,15 @@ class Submission(NamedTuple):
 
 
 async def submit(
-    db: Executor, group: Sequence[Submission], rate_per_minute: int, routing_key: str
+    db: Executor,
+    group: Sequence[Submission],
+    rate_per_minute: int,
+    routing_key: str,
+    headers: dict[str, Any] | None = None,
 ) -> list[asyncpg.Record]:
     """Per submission, in order: its `verdict` (see SUBMIT), `seconds_left` until its webhook frees a slot
-    (when limited), and the group's `outbox_id` and `message` (None when nothing was stored)."""
+    (when limited), and the group's `outbox_id` and `message` (None when nothing was stored); the message
+    is written with `headers`."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
     crm = [s for s in group if s.raw is not None]  # the bodies travel as bytea, not inside the JSON
@@ -235,6 +241,7 @@ async def submit(
         [s.batch_id for s in crm],
         [s.raw[0] for s in crm if s.raw is not None],
         [s.raw[1] for s in crm if s.raw is not None],
+        headers or None,
     )
     return list(rows)
 
