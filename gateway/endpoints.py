@@ -23,6 +23,15 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         {200: m.Health, 503: m.Health},
         auth="public",
     ),
+    ("GET", "/metrics"): Endpoint(
+        "Prometheus metrics of this gateway (text exposition format)",
+        "operations",
+        {200: None},
+        (401,),
+        auth="public",
+        description="No API key; when METRICS_TOKEN is set, `Authorization: Bearer <METRICS_TOKEN>` is required.",
+        media={200: "text/plain"},
+    ),
     ("POST", "/tasks"): Endpoint(
         "Score a day of a counter's visits",
         "tasks",
