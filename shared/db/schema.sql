@@ -290,6 +290,7 @@ ALTER TABLE tasks ADD COLUMN IF NOT EXISTS level4_visits integer;
 UPDATE tasks t SET level4_visits = (SELECT count(*) FROM task_visits v WHERE v.task_id = t.id)
 WHERE status = 'completed' AND level4_visits IS NULL;
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, created_at);
 CREATE INDEX IF NOT EXISTS tasks_counter ON tasks (counter, created_at);
 CREATE INDEX IF NOT EXISTS tasks_day ON tasks (day);
 CREATE INDEX IF NOT EXISTS batches_webhook_time ON batches (webhook_id, created_at) WHERE webhook_id IS NOT NULL;
