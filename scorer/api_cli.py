@@ -29,8 +29,9 @@ from scorer.api_client import ApiClient, ApiError
 
 DEFAULT_URL = "http://localhost:8000"
 URL_ENV, KEY_ENV = "METRIKA_SCORE_URL", "METRIKA_SCORE_API_KEY"
-# the one-shot commands of scorer.cli (they need the scoring stack, not a gateway)
-LOCAL_COMMANDS = ("score", "rekey")
+# the one-shot commands of scorer.cli (they need the scoring stack, not a gateway); `calibrate` arrives
+# with main's scorer.cli
+LOCAL_COMMANDS = ("score", "rekey", "calibrate")
 API_COMMANDS = ("tasks", "webhooks", "batches", "dead-letters", "search")
 FINAL_TASK_STATES = ("completed", "failed")
 RESULT_FIELDS = ("visitId", "clientId", "dateTime", "visitDuration", "score", "model_version")
