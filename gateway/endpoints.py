@@ -29,7 +29,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         {200: None},
         (401,),
         auth="public",
-        description="No API key; when METRICS_TOKEN is set, `Authorization: Bearer <METRICS_TOKEN>` is required.",
+        description="No API key; with METRICS_TOKEN set, `Authorization: Bearer <METRICS_TOKEN>` is needed.",
         media={200: "text/plain"},
     ),
     ("POST", "/tasks"): Endpoint(

@@ -1,4 +1,5 @@
-"""`metrika-score score --date D`: the seed's one-shot script, on the same scoring path as the service."""
+"""`metrika-score score --date D`: the seed's one-shot script, on the same scoring path as the service (the
+API's commands are in scorer.api_cli)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import calibration, model, pipeline
+from scorer import api_cli, calibration, model, pipeline
 from scorer.progress import Progress
 from shared import crypto
 from shared.metrika import MetrikaError
@@ -132,6 +133,9 @@ async def _score(args: argparse.Namespace, settings: Settings, models: model.Mod
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if not given or given[0] not in api_cli.LOCAL_COMMANDS:  # the API's commands, and the overall --help
+        return api_cli.main(given)
     try:
         settings = Settings()
     except ValidationError as exc:

@@ -24,6 +24,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "visitDuration",
     "score",
     "model_version",
+    "deviceClass",  # the model that scored the visit: desktop or mobile
 )
 _IS_MOBILE = FEATURES.index("is_mobile")
 _ROWS_PER_CHUNK = 1 << 16  # visits scored at a time
@@ -174,6 +175,7 @@ def score_visits(
     matrix = build_matrix(visits, hits)
     stage("scoring")
     scores, selected = predict(matrix, models)
+    mobile = matrix[_IS_MOBILE] == 1.0
     del matrix
     rows = np.flatnonzero(selected)
     starts = parse_datetimes(_text(visits["ym:s:dateTime"], rows), "ym:s:dateTime")
@@ -187,6 +189,7 @@ def score_visits(
             "visitDuration": visits["ym:s:visitDuration"].to_numpy(dtype=np.int64)[rows],
             "score": scores[rows],
             "model_version": pd.Series([models.version] * rows.size, dtype=str),
+            "deviceClass": pd.Series(np.where(mobile[rows], MOBILE, DESKTOP), dtype=str),
         },
         columns=list(OUTPUT_COLUMNS),
     )
