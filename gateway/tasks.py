@@ -8,10 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, pages
+from gateway import callbacks, keys, pages
 from gateway.bodies import parse_body, parse_query
 from shared import broker, errors
-from shared.db import outbox, tasks
+from shared.db import notifications, outbox, tasks
 from shared.schemas import ScoreTask, TaskCreate
 
 
@@ -29,7 +29,7 @@ async def create_task(request: web.Request) -> web.Response:
     pool = request.app[keys.PG_POOL]
     message = ScoreTask(task_id=task_id).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
-        await tasks.insert(conn, task_id, body.date, counter, token_enc)
+        await tasks.insert(conn, task_id, body.date, counter, token_enc, body.callback_url)
         outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message)
     await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message)
     return web.json_response({"task_id": str(task_id)})
@@ -53,6 +53,7 @@ async def retry_task(request: web.Request) -> web.Response:
 
 async def task_status(request: web.Request) -> web.Response:
     task = await load_task(request)
+    latest = await notifications.latest(request.app[keys.PG_POOL], [task["id"]])
     return web.json_response(
         {
             "status": task["status"],
@@ -67,6 +68,8 @@ async def task_status(request: web.Request) -> web.Response:
             "next_attempt_at": _iso(task["next_attempt_at"]),
             "attempts": task["attempts"],
             "last_error": task["last_error"],
+            # the summary POSTed to the task's callback_url once it finished
+            "notification": callbacks.notification(task["callback_url"], latest.get(task["id"])),
         }
     )
 
