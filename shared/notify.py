@@ -165,7 +165,14 @@ class Sender:
             logger.info("notification %s to %s failed (%s); next in %.0f s", row["id"], host, error, delay)
 
     async def _post(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> str | None:
-        """None once the receiver answered 2xx; else why not."""
+        """None once the receiver answered 2xx; else why not (kept, shown and logged: never the URL itself,
+        whose path or query may carry the receiver's token)."""
+        error = await self._try_post(session, row)
+        if error is None:
+            return None
+        return error.replace(row["url"], f"<{urlsplit(row['url']).hostname}>")[:_MAX_ERROR_CHARS]
+
+    async def _try_post(self, session: aiohttp.ClientSession, row: asyncpg.Record) -> str | None:
         body = encode(row["body"])
         headers = {
             "Content-Type": "application/json",
@@ -181,7 +188,7 @@ class Sender:
                 if 200 <= resp.status < 300:
                     return None
                 if 300 <= resp.status < 400:
-                    where = resp.headers.get("Location")
+                    where = urlsplit(resp.headers.get("Location", "")).hostname or "the same host"
                     return f"HTTP {resp.status}: redirects are not followed (to {where})"
                 text = (await resp.text(errors="replace"))[:_MAX_ERROR_CHARS].strip()
                 return f"HTTP {resp.status}" + (f": {text}" if text else "")
