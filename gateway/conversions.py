@@ -11,12 +11,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway import idempotency, keys, timestamps
+from gateway import callbacks, idempotency, keys, timestamps
 from gateway.bodies import parse_body, read_json
 from gateway.tasks import load_task
 from shared import errors
 from shared.conversions import Checked, Conversion, Rejected, RowError, Rules, check_row
-from shared.db import Executor, batches, tasks
+from shared.db import Executor, batches, notifications, tasks
 from shared.schemas import ConversionsBulk, UploadCredentials
 from shared.settings import Settings
 
@@ -59,7 +59,15 @@ async def create_bulk(request: web.Request) -> web.Response:
         )
     records = [row.record(batch_id) for row in rows]
     await store_batch(
-        request, batch_id, "bulk", counter, cipher.encrypt(token), "pending", records, task_id=task["id"]
+        request,
+        batch_id,
+        "bulk",
+        counter,
+        cipher.encrypt(token),
+        "pending",
+        records,
+        task_id=task["id"],
+        callback_url=body.callback_url,
     )
     return web.json_response({"upload_id": str(batch_id), "status": "pending"})
 
@@ -84,7 +92,16 @@ async def create_single(request: web.Request) -> web.Response:
         return repeat
     token_enc = request.app[keys.CIPHER].encrypt(token)
     try:
-        await store_batch(request, batch_id, "single", counter, token_enc, "pending", [row.record(batch_id)])
+        await store_batch(
+            request,
+            batch_id,
+            "single",
+            counter,
+            token_enc,
+            "pending",
+            [row.record(batch_id)],
+            callback_url=credentials.callback_url,
+        )
     except asyncpg.UniqueViolationError as exc:
         if key is None or not idempotency.is_duplicate_batch(exc):
             raise
@@ -142,21 +159,26 @@ async def store_batch(
     *,
     task_id: uuid.UUID | None = None,
     webhook_id: uuid.UUID | None = None,
+    callback_url: str | None = None,
 ) -> None:
     """Commit the batch, every row and its outbox message (shared with concurrent requests' batches);
     publishing follows in the background."""
     await request.app[keys.INTAKE].store(
-        batches.NewBatch(batch_id, source, task_id, webhook_id, counter_id, token_enc, status, records)
+        batches.NewBatch(
+            batch_id, source, task_id, webhook_id, counter_id, token_enc, status, records, callback_url
+        )
     )
 
 
 async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:
     """Status answers for batches.status rows: the upload shape, or the webhook document's shape."""
     problems = await _problems(db, [row["id"] for row in rows])
+    noted = await notifications.latest(db, [row["id"] for row in rows if row["callback_url"] is not None])
     answers: list[Any] = []
     for row in rows:
         batch_error = [{"index": None, "reason": row["error"]}] if row["error"] else []
         found = batch_error + problems[row["id"]] or None
+        notification = callbacks.notification(row["callback_url"], noted.get(row["id"]))
         if webhook:
             answers.append(
                 {
@@ -171,6 +193,7 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "processed": row["processed"],
                     "errors": found,
                     **_retry_fields(row),
+                    "notification": notification,
                 }
             )
         else:
@@ -182,6 +205,7 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "processed": row["processed"],
                     "total": row["total"],
                     **_retry_fields(row),
+                    "notification": notification,
                 }
             )
     return answers

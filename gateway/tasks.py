@@ -9,10 +9,10 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
-from gateway import keys, pages, timestamps
+from gateway import callbacks, keys, pages, timestamps
 from gateway.bodies import parse_body, parse_query
 from shared import broker, errors, logs
-from shared.db import listings, outbox, tasks
+from shared.db import listings, notifications, outbox, tasks
 from shared.schemas import ScoreTask, TaskCreate
 
 MAX_COUNTER = 2**63 - 1
@@ -46,7 +46,7 @@ async def create_task(request: web.Request) -> web.Response:
     pool = request.app[keys.PG_POOL]
     message = ScoreTask(task_id=task_id).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
-        await tasks.insert(conn, task_id, body.date, counter, token_enc)
+        await tasks.insert(conn, task_id, body.date, counter, token_enc, body.callback_url)
         outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers := logs.message_headers())
     await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
     return web.json_response({"task_id": str(task_id)})
@@ -70,6 +70,7 @@ async def retry_task(request: web.Request) -> web.Response:
 
 async def task_status(request: web.Request) -> web.Response:
     task = await load_task(request)
+    latest = await notifications.latest(request.app[keys.PG_POOL], [task["id"]])
     return web.json_response(
         {
             "status": task["status"],
@@ -84,6 +85,8 @@ async def task_status(request: web.Request) -> web.Response:
             "next_attempt_at": timestamps.iso(task["next_attempt_at"]),
             "attempts": task["attempts"],
             "last_error": task["last_error"],
+            # the summary POSTed to the task's callback_url once it finished
+            "notification": callbacks.notification(task["callback_url"], latest.get(task["id"])),
         }
     )
 

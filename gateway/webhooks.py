@@ -61,6 +61,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         body.mapping.model_dump(mode="json") if body.mapping else None,
         _encrypt(cipher, body.application_token),
         _encrypt(cipher, body.bitrix_webhook_url),
+        body.callback_url,
     )
     await webhooks.insert(request.app[keys.PG_POOL], new)
     return web.json_response(
@@ -96,6 +97,8 @@ async def update_webhook(request: web.Request) -> web.Response:
         application_token_enc=_encrypt(cipher, body.application_token),
         bitrix_webhook_url_given="bitrix_webhook_url" in given,
         bitrix_webhook_url_enc=_encrypt(cipher, body.bitrix_webhook_url),
+        callback_url_given="callback_url" in given,
+        callback_url=body.callback_url,
     )
     guard = request.app[keys.WEBHOOK_GUARD]
     async with request.app[keys.PG_POOL].acquire() as conn, conn.transaction():
@@ -277,4 +280,6 @@ def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
         "mapping": row["mapping"],
         "has_application_token": row["has_application_token"],
         "has_bitrix_webhook_url": row["has_bitrix_webhook_url"],
+        # where the signed summary of each finished batch is POSTed (null: none)
+        "callback_url": row["callback_url"],
     }

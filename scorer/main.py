@@ -1,4 +1,4 @@
-"""The scorer's composition root: the score_tasks consumer and the sweeper, side by side."""
+"""The scorer's composition root: the score_tasks consumer, the sweeper and the notification sender."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from scorer.sweeper import Sweeper
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.notify import Sender
 from shared.schemas import ScoreTask
 from shared.settings import SCORER_METRICS_PORT, Settings
 
@@ -22,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    settings.require_production_secrets()
+    # a consumer also sends the notifications, signed with NOTIFY_SIGNING_KEY
+    settings.require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
     models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
@@ -46,6 +48,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 executor=executor,
             )
             sweeper = asyncio.create_task(Sweeper(deps, connection, topology).run(stop), name="sweeper")
+            sender = asyncio.create_task(Sender(pool, settings).run(stop), name="notifications")
             logger.info("scorer ready (model %s)", models.version)
             try:
                 await serve(
@@ -61,7 +64,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 )
             finally:
                 stop.set()
-                await sweeper
+                await asyncio.gather(sweeper, sender)
     finally:
         await connection.close()
         await pool.close()

@@ -14,6 +14,8 @@ SCORER_METRICS_PORT = 9101
 UPLOADER_METRICS_PORT = 9102
 # TOKEN_ENCRYPTION_KEY of a development stack that sets none (published here, so never for real tokens)
 DEVELOPMENT_TOKEN_KEY = "dev-only-change-me"
+# NOTIFY_SIGNING_KEY of a development stack that sets none (published too: a local receiver can verify)
+DEVELOPMENT_NOTIFY_KEY = "dev-only-notify-key"
 
 
 class Settings(BaseSettings):
@@ -110,6 +112,17 @@ class Settings(BaseSettings):
     # 0: none
     metrics_token: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, lt=65536)
+    # notifications (shared/notify.py): the signed summary POSTed to a task's, upload's or webhook's
+    # callback URL, signed with notify_signing_key (HMAC-SHA256), tried for up to notify_horizon_s with a
+    # backoff growing from notify_retry_base_s to notify_retry_max_s, each attempt within notify_timeout_s;
+    # private and loopback targets are refused unless notify_allow_private (a development stack allows them)
+    notify_signing_key: SecretStr = SecretStr("")
+    notify_horizon_s: float = 24 * 3600.0
+    notify_retry_base_s: float = 10.0
+    notify_retry_max_s: float = 3600.0
+    notify_timeout_s: float = 10.0
+    notify_interval_s: float = 1.0
+    notify_allow_private: bool = False
 
     @field_validator("counter_timezone")
     @classmethod
@@ -122,8 +135,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _development_key(self) -> Settings:
-        if self.metrika_score_env == "development" and not self.token_encryption_key.get_secret_value():
-            self.token_encryption_key = SecretStr(DEVELOPMENT_TOKEN_KEY)
+        if self.metrika_score_env == "development":
+            if not self.token_encryption_key.get_secret_value():
+                self.token_encryption_key = SecretStr(DEVELOPMENT_TOKEN_KEY)
+            if not self.notify_signing_key.get_secret_value():
+                self.notify_signing_key = SecretStr(DEVELOPMENT_NOTIFY_KEY)
         return self
 
     def require_production_secrets(self, *names: str) -> None:
@@ -134,11 +150,13 @@ class Settings(BaseSettings):
         values = {
             "TOKEN_ENCRYPTION_KEY": self.token_encryption_key.get_secret_value().replace(",", "").strip(),
             "API_KEYS": ",".join(self.api_key_set()),
+            "NOTIFY_SIGNING_KEY": self.notify_signing_key.get_secret_value().strip(),
         }
-        missing = [name for name in names or values if not values[name]]
+        missing = [name for name in names or ("TOKEN_ENCRYPTION_KEY", "API_KEYS") if not values[name]]
         if missing:
+            listed = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
             raise SystemExit(
-                f"error: {' and '.join(missing)} must be set outside development"
+                f"error: {listed} must be set outside development"
                 " (METRIKA_SCORE_ENV=development runs a development stack without them)"
             )
 

@@ -1,4 +1,5 @@
-"""The uploader's composition root: the consumer of conversion_uploads, the status poller and the sweeper."""
+"""The uploader's composition root: the consumer of conversion_uploads, the status poller, the sweeper and
+the notification sender."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import aiohttp
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.notify import Sender
 from shared.schemas import UploadBatches
 from shared.settings import UPLOADER_METRICS_PORT, Settings
 from uploader.deps import Deps
@@ -23,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    settings.require_production_secrets()
+    # a consumer also sends the notifications, signed with NOTIFY_SIGNING_KEY
+    settings.require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     # each batch being uploaded holds a connection for its lock and borrows another for its queries;
@@ -53,6 +56,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             background = [
                 asyncio.create_task(run_poller(deps, stop)),
                 asyncio.create_task(run_sweeper(deps, requeue, stop)),
+                asyncio.create_task(Sender(pool, settings).run(stop)),
             ]
             try:
                 await serve(

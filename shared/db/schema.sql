@@ -301,3 +301,24 @@ CREATE INDEX IF NOT EXISTS batches_uploads ON batches (created_at) WHERE source 
 CREATE INDEX IF NOT EXISTS conversions_identifier ON conversions (identifier, id_type)
     WHERE identifier IS NOT NULL;
 CREATE INDEX IF NOT EXISTS conversions_purchase ON conversions (purchase_id) WHERE purchase_id IS NOT NULL;
+-- issue 11: notifications. A task, an upload (bulk, single) or a webhook may name a callback URL; the
+-- statement that gives a task or batch its final status also writes its notification here (the signed
+-- summary POSTed to the URL by shared/notify.py), retried until next_attempt_at passes the horizon
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS callback_url text;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS callback_url text;
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS callback_url text;
+CREATE TABLE IF NOT EXISTS notifications (
+    id              bigserial PRIMARY KEY,
+    kind            text NOT NULL CHECK (kind IN ('task', 'upload', 'batch')),
+    subject_id      uuid NOT NULL,  -- the task's or the batch's id
+    url             text NOT NULL,
+    body            jsonb NOT NULL,
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    last_error      text,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);

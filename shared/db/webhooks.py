@@ -15,20 +15,20 @@ from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json, records_json
 COLUMNS = "id, name, description, counter_id, is_active, created_at, updated_at"
 # what GET/PATCH answer: never a secret or token, only whether the Bitrix24 ones are set
 LISTED = f"""{COLUMNS}, source, mapping, application_token_enc IS NOT NULL AS has_application_token,
-    bitrix_webhook_url_enc IS NOT NULL AS has_bitrix_webhook_url"""
+    bitrix_webhook_url_enc IS NOT NULL AS has_bitrix_webhook_url, callback_url"""
 INSERT = f"""
 INSERT INTO webhooks (
     id, name, description, counter_id, token_enc, secret_hash, source, mapping, application_token_enc,
-    bitrix_webhook_url_enc
+    bitrix_webhook_url_enc, callback_url
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING {LISTED}
 """
 LIST = f"SELECT {LISTED} FROM webhooks ORDER BY created_at, id"
 # NO KEY: a submission storing a batch for it (its foreign key check) is not held up
 SOURCE_FOR_UPDATE = "SELECT source FROM webhooks WHERE id = $1 FOR NO KEY UPDATE"
-# PATCH: NULL leaves a field as it is; $3, $9 and $11 say whether description, application token and
-# Bitrix24 URL are given (they may be set to NULL)
+# PATCH: NULL leaves a field as it is; $3, $9, $11 and $13 say whether description, application token,
+# Bitrix24 URL and callback URL are given (they may be set to NULL)
 UPDATE = f"""
 UPDATE webhooks SET
     name = coalesce($2, name),
@@ -39,6 +39,7 @@ UPDATE webhooks SET
     is_active = coalesce($8, is_active),
     application_token_enc = CASE WHEN $9 THEN $10 ELSE application_token_enc END,
     bitrix_webhook_url_enc = CASE WHEN $11 THEN $12 ELSE bitrix_webhook_url_enc END,
+    callback_url = CASE WHEN $13 THEN $14 ELSE callback_url END,
     updated_at = now()
 WHERE id = $1
 RETURNING {LISTED}
@@ -149,6 +150,7 @@ class NewWebhook(NamedTuple):
     mapping: dict[str, Any] | None
     application_token_enc: bytes | None
     bitrix_webhook_url_enc: bytes | None
+    callback_url: str | None = None
 
 
 async def insert(db: Executor, new: NewWebhook) -> asyncpg.Record:
@@ -173,6 +175,8 @@ class Change(NamedTuple):
     application_token_enc: bytes | None
     bitrix_webhook_url_given: bool
     bitrix_webhook_url_enc: bytes | None
+    callback_url_given: bool = False
+    callback_url: str | None = None
 
 
 async def source_for_update(conn: asyncpg.Connection, webhook_id: uuid.UUID) -> str | None:

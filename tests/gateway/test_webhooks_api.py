@@ -101,6 +101,7 @@ async def test_list_never_shows_secret_or_token(gateway, settings):
         "mapping",
         "has_application_token",
         "has_bitrix_webhook_url",
+        "callback_url",
     }
     assert listed[0]["source"] == "json" and listed[0]["mapping"] is None
     assert listed[0]["has_application_token"] is False and listed[0]["has_bitrix_webhook_url"] is False
@@ -410,7 +411,7 @@ async def test_batch_status_shape_and_scope(gateway, pool):
     body = await resp.json()
     assert list(body) == [
         "batch_id", "status", "webhook_id", "counter_id", "created_at", "updated_at", "metrika_upload_id",
-        "total", "processed", "errors", "next_attempt_at", "attempts", "last_error",
+        "total", "processed", "errors", "next_attempt_at", "attempts", "last_error", "notification",
     ]  # fmt: skip
     assert body["batch_id"] == batch_id and body["webhook_id"] == hook["webhook_id"]
     assert (body["status"], body["counter_id"], body["total"], body["processed"]) == ("accepted", 987, 2, 0)
