@@ -522,3 +522,229 @@ class ReplayPreview(BaseModel):
     ignored: int
     need_lookup: int
     ignored_reasons: list[IgnoredReason]
+
+
+# listings (gateway/pages.py: a page of `data` and its `pagination`, newest first)
+
+_PAGE_OF_ONE = {"total": 1, "limit": 100, "offset": 0, "has_more": False}
+
+
+class TaskItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: uuid.UUID
+    counter: int
+    date: dt.date = Field(description="The day scored")
+    status: Literal["pending", "running", "completed", "failed"]
+    progress: int
+    message: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    total_visits: int | None
+    level4_visits: int | None
+    error: str | None
+
+
+class TaskList(BaseModel):
+    """A page of tasks, newest first."""
+
+    model_config = _shape(
+        {
+            "data": [
+                {
+                    "task_id": _TASK,
+                    "counter": 123456,
+                    "date": "2025-07-01",
+                    "status": "completed",
+                    "progress": 100,
+                    "message": "31 level-4+ visits of 1204",
+                    "created_at": _AT,
+                    "started_at": _AT,
+                    "finished_at": _LATER,
+                    "total_visits": 1204,
+                    "level4_visits": 31,
+                    "error": None,
+                }
+            ],
+            "pagination": _PAGE_OF_ONE,
+        }
+    )
+
+    data: list[TaskItem]
+    pagination: Pagination
+
+
+class ScoreHistogram(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    edges: list[float] = Field(min_length=11, max_length=11, description="0, 0.1, ..., 1")
+    counts: list[int] = Field(min_length=10, max_length=10, description="Level-4+ visits per score tenth")
+
+
+class ByDevice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    desktop: int
+    mobile: int
+    unknown: int = Field(description="Visits stored before the device class was kept")
+
+
+class TaskSummary(BaseModel):
+    """A completed task's level-4+ visits for charts."""
+
+    model_config = _shape(
+        {
+            "task_id": _TASK,
+            "total_visits": 1204,
+            "level4_visits": 31,
+            "by_hour": [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 2, 3, 4, 2, 1, 2, 3, 2, 2, 1, 1, 1, 1, 0],
+            "score_histogram": {
+                "edges": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+                "counts": [0, 0, 0, 0, 0, 0, 0, 4, 11, 16],
+            },
+            "by_device": {"desktop": 19, "mobile": 12, "unknown": 0},
+        }
+    )
+
+    task_id: uuid.UUID
+    total_visits: int | None
+    level4_visits: int
+    by_hour: list[int] = Field(
+        min_length=24, max_length=24, description="Level-4+ visits by hour of visit start (0..23)"
+    )
+    score_histogram: ScoreHistogram
+    by_device: ByDevice
+
+
+class UploadItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    upload_id: uuid.UUID
+    task_id: uuid.UUID | None = Field(description="The task of a bulk upload; null for a single one")
+    counter: int
+    target: str | None = Field(description="The goal of its first row")
+    status: str = Field(description=_STATUS_WORDS)
+    total: int
+    processed: int
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = Field(description="Its last change, once processed or error")
+
+
+class UploadList(BaseModel):
+    """A page of uploads (bulk and single), newest first."""
+
+    model_config = _shape(
+        {
+            "data": [
+                {
+                    "upload_id": _UPLOAD,
+                    "task_id": _TASK,
+                    "counter": 123456,
+                    "target": "4plus",
+                    "status": "processed",
+                    "total": 31,
+                    "processed": 31,
+                    "created_at": _AT,
+                    "finished_at": _LATER,
+                }
+            ],
+            "pagination": _PAGE_OF_ONE,
+        }
+    )
+
+    data: list[UploadItem]
+    pagination: Pagination
+
+
+class WebhookBatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: uuid.UUID
+    webhook_id: uuid.UUID
+    status: str = Field(description="accepted, pending, uploaded, processing, then completed or error")
+    total: int
+    processed: int
+    received_at: dt.datetime
+    finished_at: dt.datetime | None = Field(description="Its last change, once completed or error")
+
+
+class WebhookBatchList(BaseModel):
+    """A page of a webhook's batches, newest first."""
+
+    model_config = _shape(
+        {
+            "data": [
+                {
+                    "batch_id": _BATCH,
+                    "webhook_id": _WEBHOOK,
+                    "status": "completed",
+                    "total": 2,
+                    "processed": 2,
+                    "received_at": _AT,
+                    "finished_at": _LATER,
+                }
+            ],
+            "pagination": _PAGE_OF_ONE,
+        }
+    )
+
+    data: list[WebhookBatchItem]
+    pagination: Pagination
+
+
+class _FoundRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    row: int = Field(description="The row's position in its request, from 0")
+    client_id: str | None = Field(description="A row keeps one identifier: client_id, user_id or yclid")
+    user_id: str | None
+    yclid: str | None
+    purchase_id: str | None
+    crm_id: str | None = Field(description="A CRM webhook row's lead or deal id (its purchase_id)")
+    target: str | None
+    status: Literal["pending", "uploaded", "completed", "error", "duplicate", "ignored"]
+    error: str | None = Field(description="Why the row failed or was ignored")
+    created_at: dt.datetime = Field(description="When its upload or batch was received")
+
+
+class FoundUploadRow(_FoundRow):
+    kind: Literal["upload"]
+    upload_id: uuid.UUID
+    webhook_id: None
+
+
+class FoundBatchRow(_FoundRow):
+    kind: Literal["webhook_batch"]
+    batch_id: uuid.UUID
+    webhook_id: uuid.UUID | None = Field(description="null once the webhook was deleted")
+
+
+class SearchResults(BaseModel):
+    """A page of conversion rows of uploads and webhook batches, newest first."""
+
+    model_config = _shape(
+        {
+            "data": [
+                {
+                    "kind": "webhook_batch",
+                    "batch_id": _BATCH,
+                    "webhook_id": _WEBHOOK,
+                    "row": 0,
+                    "client_id": "175085690441127503",
+                    "user_id": None,
+                    "yclid": None,
+                    "purchase_id": "order123",
+                    "crm_id": None,
+                    "target": "purchase",
+                    "status": "completed",
+                    "error": None,
+                    "created_at": _AT,
+                }
+            ],
+            "pagination": _PAGE_OF_ONE,
+        }
+    )
+
+    data: list[FoundUploadRow | FoundBatchRow]
+    pagination: Pagination

@@ -4,7 +4,7 @@ to add one); tests/gateway/test_openapi.py fails on a route missing here."""
 from __future__ import annotations
 
 from gateway import api_models as m
-from gateway import crm_replay, dead_letters, pages, webhooks
+from gateway import crm_replay, dead_letters, listings, search, tasks, webhooks
 from gateway.openapi import Endpoint
 from shared import schemas
 
@@ -48,7 +48,21 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "tasks",
         {200: m.TaskResult},
         (404, 409),
-        query=pages.PageQuery,
+        query=tasks.ResultQuery,
+        description="409 while the task is not finished, or when it failed. `client_id` keeps one "
+        "visitor's visits (an exact match).",
+    ),
+    ("GET", "/tasks"): Endpoint(
+        "Tasks, newest first, by status, counter and the day scored (`date`, or `date_from`..`date_to`)",
+        "tasks",
+        {200: m.TaskList},
+        query=tasks.TaskListQuery,
+    ),
+    ("GET", "/tasks/{task_id}/summary"): Endpoint(
+        "A completed task's level-4+ visits for charts: by hour, by score tenth, by device class",
+        "tasks",
+        {200: m.TaskSummary},
+        (404, 409),
         description="409 while the task is not finished, or when it failed.",
     ),
     ("POST", "/tasks/{task_id}/retry"): Endpoint(
@@ -56,6 +70,21 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ),
     ("GET", "/tasks/{task_id}/conversions"): Endpoint(
         "Every upload made from a task", "conversions", {200: m.TaskUploads}, (404,)
+    ),
+    ("GET", "/conversions"): Endpoint(
+        "Uploads (bulk and single), newest first, by task and status",
+        "conversions",
+        {200: m.UploadList},
+        query=listings.UploadListQuery,
+        description="`status=processed` and `status=completed` both find the finished uploads.",
+    ),
+    ("GET", "/search"): Endpoint(
+        "Conversion rows of uploads and webhook batches, found by an identifier, newest first",
+        "conversions",
+        {200: m.SearchResults},
+        query=search.SearchQuery,
+        description="At least one of client_id, user_id, yclid, purchase_id, crm_id (422 otherwise); "
+        "several must all match. Ids are compared as their exact text.",
     ),
     ("POST", "/conversions/bulk"): Endpoint(
         "Upload every level-4+ visit of a completed task as a conversion",
@@ -158,6 +187,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         {200: m.WebhookBatchStatus},
         query=webhooks.StatusQuery,
         auth="webhook_secret",
+    ),
+    ("GET", _WEBHOOK + "/{webhook_id}/batches"): Endpoint(
+        "A webhook's batches, newest first, by status and time received (`since` <= t < `until`)",
+        "webhooks",
+        {200: m.WebhookBatchList},
+        (404,),
+        query=listings.BatchListQuery,
+        description="A time without an offset is in UTC.",
+    ),
+    ("GET", _WEBHOOK + "/{webhook_id}/batches/{batch_id}"): Endpoint(
+        "A webhook batch's status, with its failed rows (the API key)",
+        "webhooks",
+        {200: m.WebhookBatchStatus},
+        (404,),
     ),
     ("POST", _WEBHOOK + "/{webhook_id}/batches/{batch_id}/retry"): Endpoint(
         "Send again the rows of a webhook batch that failed before Metrika had them",

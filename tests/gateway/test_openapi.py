@@ -3,6 +3,7 @@ its schemas; /docs works without a CDN or an API key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from typing import Any
@@ -13,6 +14,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from gateway import endpoints, openapi
+from tests.conftest import completed_task
 
 NO_KEY = {"Authorization": ""}
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -117,7 +119,7 @@ async def test_security_is_declared_per_route(gateway):
     assert "Retry-After" in paths["/tasks"]["post"]["responses"]["429"]["headers"]
 
 
-async def test_real_answers_fit_the_document(gateway):
+async def test_real_answers_fit_the_document(gateway, pool):
     doc = await _document(gateway)
     hooks = "/webhook/offline-conversions"
 
@@ -145,6 +147,40 @@ async def test_real_answers_fit_the_document(gateway):
     await fits("POST", "/tasks", "/tasks", 200, json={"date": "2025-07-01", "token": "t", "counter": 1})
     await fits("GET", "/dead-letters", "/dead-letters", 200)
     await fits("POST", "/dead-letters/0/replay", "/dead-letters/{id}/replay", 422)
+
+    # the listings, summary and search, each with one item at least
+    done = await completed_task(pool, 3, start=dt.datetime(2025, 7, 1, 10))
+    listed = await fits("GET", "/tasks", "/tasks", 200, params={"status": "completed"})
+    assert listed["data"]
+    await fits("GET", "/tasks", "/tasks", 422, params={"status": "weird"})
+    summary = "/tasks/{task_id}/summary"
+    assert (await fits("GET", f"/tasks/{done}/summary", summary, 200))["level4_visits"] == 3
+    await fits("GET", f"/tasks/{uuid.uuid4()}/summary", summary, 404)
+    result = "/tasks/{task_id}/result"
+    await fits("GET", f"/tasks/{done}/result", result, 200, params={"client_id": "175085690441127503"})
+    recent = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    fresh = {
+        "client_id": "175085690441127503",
+        "target": "purchase",
+        "date_time": recent,
+        "purchase_id": "o-1",
+    }
+    batch = await fits(
+        "POST", f"{hooks}/{hook['webhook_id']}?partial=true", one, 200,
+        json={"conversions": [fresh, {**fresh, "target": ""}]}, headers=secret,
+    )  # fmt: skip
+    batches = f"{hooks}/{hook['webhook_id']}/batches"
+    assert (await fits("GET", batches, f"{hooks}/{{webhook_id}}/batches", 200))["data"]
+    await fits("GET", f"{hooks}/{uuid.uuid4()}/batches", f"{hooks}/{{webhook_id}}/batches", 404)
+    by_key = f"{hooks}/{{webhook_id}}/batches/{{batch_id}}"
+    assert (await fits("GET", f"{batches}/{batch['batch_id']}", by_key, 200))["errors"]
+    await fits("GET", f"{batches}/{uuid.uuid4()}", by_key, 404)
+    single = {**fresh, "purchase_id": "o-2", "token": "t", "counter": 5}
+    await fits("POST", "/conversions/single", "/conversions/single", 200, json=single)
+    assert (await fits("GET", "/conversions", "/conversions", 200))["data"]
+    found = await fits("GET", "/search", "/search", 200, params={"client_id": "175085690441127503"})
+    assert {item["kind"] for item in found["data"]} == {"upload", "webhook_batch"}
+    await fits("GET", "/search", "/search", 422)
 
 
 async def test_docs_page_and_its_files_load_without_a_key_or_a_cdn(gateway):
