@@ -118,6 +118,29 @@ class TaskCreated(BaseModel):
     task_id: uuid.UUID
 
 
+class Notification(BaseModel):
+    """How the signed summary POSTed to the callback URL fared (README "Notifications")."""
+
+    model_config = _shape(
+        {
+            "url": "https://crm.example.com/hooks/metrika",
+            "status": "delivered",
+            "attempts": 1,
+            "last_error": None,
+            "delivered_at": "2026-11-26T19:31:02.000000+00:00",
+        }
+    )
+
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None
+    delivered_at: dt.datetime | None
+
+
+_NOTIFICATION = Field(None, description="Null without a callback URL; else how its summary's delivery fared")
+
+
 class TaskStatus(BaseModel):
     model_config = _shape(
         {
@@ -146,6 +169,7 @@ class TaskStatus(BaseModel):
     next_attempt_at: dt.datetime | None = Field(description="While Metrika fails for now: the next attempt")
     attempts: int
     last_error: str | None
+    notification: Notification | None = _NOTIFICATION
 
 
 class Visit(BaseModel):
@@ -233,6 +257,7 @@ class UploadStatus(BaseModel):
     next_attempt_at: dt.datetime | None
     attempts: int
     last_error: str | None
+    notification: Notification | None = _NOTIFICATION
 
 
 class TaskUploads(RootModel[list[UploadStatus]]):
@@ -339,6 +364,7 @@ class Webhook(BaseModel):
     mapping: dict[str, Any] | None
     has_application_token: bool
     has_bitrix_webhook_url: bool
+    callback_url: str | None = Field(None, description="Where each finished batch's summary is POSTed")
 
 
 class Webhooks(RootModel[list[Webhook]]):
@@ -481,6 +507,7 @@ class WebhookBatchStatus(BaseModel):
     next_attempt_at: dt.datetime | None
     attempts: int
     last_error: str | None
+    notification: Notification | None = _NOTIFICATION
 
 
 class ReplayDone(BaseModel):

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from gateway import timestamps
+
 
 def notification(url: str | None, latest: asyncpg.Record | None) -> dict[str, Any] | None:
     """None when no callback URL applies; `pending` until the summary is delivered or given up (also
@@ -18,7 +20,7 @@ def notification(url: str | None, latest: asyncpg.Record | None) -> dict[str, An
             "status": latest["status"],
             "attempts": latest["attempts"],
             "last_error": latest["last_error"],
-            "delivered_at": delivered_at.astimezone(dt.UTC).isoformat() if delivered_at else None,
+            "delivered_at": timestamps.iso(delivered_at),
         }
     if url is None:
         return None
