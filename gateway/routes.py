@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import conversions, crm_replay, dead_letters, health, retries, tasks, webhooks
+from gateway import conversions, crm_replay, dead_letters, health, retries, tasks, ui, webhooks
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
+    app.router.add_get("/ui", ui.redirect)
+    app.router.add_get("/ui/", ui.asset)
+    app.router.add_get("/ui/{name}", ui.asset)
     app.router.add_post("/tasks", tasks.create_task)
     app.router.add_get("/tasks/{task_id}/status", tasks.task_status)
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)
