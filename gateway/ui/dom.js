@@ -42,7 +42,7 @@ export function time(value) {
   if (!value) return '—';
   const when = new Date(value);
   if (Number.isNaN(when.getTime())) return String(value);
-  return when.toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+  return h('span', { class: 'time', title: String(value) }, when.toISOString().slice(0, 19).replace('T', ' ') + ' UTC');
 }
 
 export function badge(status) {

@@ -29,7 +29,7 @@ export function list(view) {
         table([
           ['Task', (t) => link(t.task_id.slice(0, 8), 'tasks', t.task_id)],
           ['Counter', (t) => t.counter],
-          ['Day', (t) => t.date],
+          ['Day', (t) => h('span', { class: 'nowrap' }, t.date)],
           ['Status', (t) => badge(t.status)],
           ['Progress', (t) => progress(t.progress, t.message)],
           ['Level 4+', (t) => (t.level4_visits ?? '—')],

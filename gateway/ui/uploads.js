@@ -7,6 +7,7 @@ import { badge, field, formValues, h, link, pager, select, table, time } from '.
 export const BATCH_STATUSES = [['', 'any status'], ['accepted', 'accepted'], ['pending', 'pending'], ['uploaded', 'uploaded'],
   ['processing', 'processing'], ['completed', 'completed'], ['error', 'error']];
 const FINAL = new Set(['completed', 'processed', 'error']);
+const IN_FLIGHT = new Set(['uploaded', 'processing']);
 const PAGE = 50;
 const enc = encodeURIComponent;
 
@@ -60,7 +61,9 @@ export function batchCard(view, batchId, retryPath) {
       const s = await get(`/conversions/${enc(batchId)}/status`);
       if (!view.live) return;
       final = FINAL.has(s.status);
-      box.replaceChildren(statusFacts(s), retryButton(view, retryPath, load), rowErrors(s.errors || []));
+      // no retry while a file is with Metrika: its answer decides what failed
+      const retry = IN_FLIGHT.has(s.status) ? null : retryButton(view, retryPath, load);
+      box.replaceChildren(statusFacts(s), retry, rowErrors(s.errors || []));
     } catch (err) {
       final = true;
       view.fail(err, box);

@@ -59,16 +59,6 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     assert not crashes, f"the page raised: {crashes}"
 
 
-@pytest.fixture
-async def dashboard(page: Page, gateway: TestClient[Any, Any]) -> Page:
-    """The dashboard, signed in with the API key."""
-    await page.goto(str(gateway.make_url("/ui/")))
-    await page.get_by_label("API key").fill(API_KEY)
-    await page.get_by_role("button", name="Continue").click()
-    await page.locator("h1", has_text="Scoring tasks").wait_for()
-    return page
-
-
 async def shot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -135,6 +125,28 @@ async def seed(gateway: TestClient[Any, Any], pool: asyncpg.Pool) -> Seeded:
         pool, "score_tasks", body, "Permanent: task does not exist <script>alert(1)</script>", {}
     )
     return Seeded(
-        completed, running, failed, upload_id, hook["webhook_id"], hook["secret"], batch_id, dead_letter_id,
+        completed,
+        running,
+        failed,
+        upload_id,
+        hook["webhook_id"],
+        hook["secret"],
+        batch_id,
+        dead_letter_id,
         client_id,
     )
+
+
+@pytest.fixture
+async def seeded(gateway: TestClient[Any, Any], pool: asyncpg.Pool) -> Seeded:
+    return await seed(gateway, pool)
+
+
+@pytest.fixture
+async def dashboard(page: Page, gateway: TestClient[Any, Any], seeded: Seeded) -> Page:
+    """The dashboard on the seeded data, signed in with the API key."""
+    await page.goto(str(gateway.make_url("/ui/")))
+    await page.get_by_label("API key").fill(API_KEY)
+    await page.get_by_role("button", name="Continue").click()
+    await page.locator("h1", has_text="Scoring tasks").wait_for()
+    return page
