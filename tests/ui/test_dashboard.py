@@ -8,15 +8,18 @@ import re
 from playwright.async_api import Page, expect
 
 from shared.db import tasks
-from tests.ui.conftest import VISITS, Seeded, shot
+from tests.ui.conftest import VISITS, Seeded, require_routes, shot
 
 
 async def test_the_page_asks_for_the_key_and_says_when_it_is_refused(page: Page, gateway) -> None:
     resp = await gateway.get("/ui/", headers={"Authorization": ""})
     assert resp.status == 200
     assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
-    assert (await gateway.get("/ui/../gateway/app.py")).status == 404
-    assert (await gateway.get("/ui/nothing.js")).status == 404
+    script = await gateway.get("/ui/app.js", headers={"Authorization": ""})
+    assert script.status == 200 and script.content_type in ("text/javascript", "application/javascript")
+    # only the files of gateway/ui/ are served, whatever the name asks for
+    for name in ("nothing.js", "..%2Fui.py", "%2E%2E%2Fapp.py"):
+        assert (await gateway.get(f"/ui/{name}")).status == 404, name
 
     await page.goto(str(gateway.make_url("/ui")))  # redirected to /ui/
     await page.get_by_label("API key").fill("wrong-key")
@@ -28,7 +31,7 @@ async def test_the_page_asks_for_the_key_and_says_when_it_is_refused(page: Page,
 async def test_tasks_show_progress_and_a_task_its_charts_and_result(
     dashboard: Page, gateway, pool, seeded: Seeded
 ) -> None:
-    """Needs GET /tasks, GET /tasks/{id}/summary and ?client_id= on /result (i11list)."""
+    require_routes(gateway, "GET /tasks", "GET /tasks/{task_id}/summary")  # and ?client_id= on /result
     page = dashboard
     rows = page.locator("main tbody tr")
     await expect(rows).to_have_count(3)
@@ -106,8 +109,8 @@ async def test_webhooks_are_created_rotated_and_deactivated(dashboard: Page, gat
 async def test_a_webhook_batch_shows_its_row_errors_and_is_retried(
     dashboard: Page, gateway, seeded: Seeded
 ) -> None:
-    """The batch page uses GET /conversions/{id}/status; the list of batches needs
-    GET /webhook/offline-conversions/{id}/batches (i11list)."""
+    """The batch page uses GET /conversions/{id}/status; the list of batches is a listing."""
+    require_routes(gateway, "GET /webhook/offline-conversions/{webhook_id}/batches")
     page = dashboard
     await page.goto(str(gateway.make_url(f"/ui/#/webhooks/{seeded.webhook_id}")))
     batch_row = page.locator("main tbody tr", has_text=seeded.batch_id[:8])
@@ -131,12 +134,12 @@ async def test_a_webhook_batch_shows_its_row_errors_and_is_retried(
     await expect(page.locator("dl.facts")).to_contain_text("pending")
 
 
-async def test_uploads_dead_letters_and_search(dashboard: Page, gateway, seeded: Seeded) -> None:
-    """Needs GET /conversions and GET /search (i11list); the dead letters use the existing endpoints."""
+async def test_dead_letters_show_their_reasons_and_are_replayed(
+    dashboard: Page, gateway, seeded: Seeded
+) -> None:
     page = dashboard
-
     await page.get_by_role("link", name="Dead letters").click()
-    letter = page.locator("main tbody tr", has_text=f"{seeded.dead_letter_id}")
+    letter = page.locator("main tbody tr", has_text="Permanent: task does not exist")
     await expect(letter).to_contain_text("Permanent: task does not exist <script>alert(1)</script>")
     await letter.get_by_role("button", name="Replay").click()
     await expect(page.locator("#notice")).to_contain_text(
@@ -146,7 +149,17 @@ async def test_uploads_dead_letters_and_search(dashboard: Page, gateway, seeded:
     assert [d["id"] for d in listing["data"]] == [seeded.dead_letter_id]
     await expect(letter).to_contain_text("replayed")
     await shot(page, "dead-letters")
+    # a 4xx is shown in words: this one cannot be replayed
+    unreadable = page.locator("main tbody tr", has_text="unreadable message")
+    await unreadable.get_by_role("button", name="Replay").click()
+    await expect(page.locator("#notice")).to_contain_text(
+        "Not now: The dead letter's body is not a JSON object"
+    )
 
+
+async def test_uploads_and_search(dashboard: Page, gateway, seeded: Seeded) -> None:
+    require_routes(gateway, "GET /conversions", "GET /search")
+    page = dashboard
     await page.get_by_role("link", name="Uploads", exact=True).click()
     upload = page.locator("main tbody tr", has_text=seeded.upload_id[:8])
     await expect(upload).to_contain_text(str(seeded.completed)[:8])
