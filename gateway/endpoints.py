@@ -32,6 +32,27 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         description="No API key; with METRICS_TOKEN set, `Authorization: Bearer <METRICS_TOKEN>` is needed.",
         media={200: "text/plain"},
     ),
+    ("GET", "/ui"): Endpoint(
+        "Redirects to the dashboard, /ui/",
+        "operations",
+        {302: None},
+        auth="public",
+    ),
+    ("GET", "/ui/"): Endpoint(
+        "The dashboard (its page asks for an API key and sends it with each call)",
+        "operations",
+        {200: None},
+        auth="public",
+        media={200: "text/html"},
+    ),
+    ("GET", "/ui/{name}"): Endpoint(
+        "A file of the dashboard (gateway/ui/, shipped in the package: no CDN)",
+        "operations",
+        {200: None},
+        (404,),
+        auth="public",
+        media={200: "application/octet-stream"},
+    ),
     ("POST", "/tasks"): Endpoint(
         "Score a day of a counter's visits",
         "tasks",

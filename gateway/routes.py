@@ -16,6 +16,7 @@ from gateway import (
     retries,
     search,
     tasks,
+    ui,
     webhooks,
 )
 
@@ -23,6 +24,9 @@ from gateway import (
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/health", health.health)
     app.router.add_get("/metrics", monitoring.metrics_endpoint)
+    app.router.add_get("/ui", ui.redirect)
+    app.router.add_get("/ui/", ui.asset)
+    app.router.add_get("/ui/{name}", ui.asset)
     app.router.add_post("/tasks", tasks.create_task)
     app.router.add_get("/tasks", tasks.list_tasks)
     app.router.add_get("/tasks/{task_id}/status", tasks.task_status)
