@@ -169,7 +169,9 @@ def _operation(method: str, path: str, endpoint: Endpoint) -> Operation:
     if endpoint.query is not None:
         parameters += _query_parameters(endpoint.query)
     return Operation(
-        operationId=re.sub(r"\W+", "_", f"{method.lower()}{path}").strip("_"),
+        # "/ui" and "/ui/" are two routes: a trailing slash keeps its own name
+        operationId=re.sub(r"\W+", "_", f"{method.lower()}{path}").strip("_")
+        + ("_" if path.endswith("/") else ""),
         summary=endpoint.summary,
         description=endpoint.description or None,
         tags=[endpoint.tag],
