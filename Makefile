@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install services demo test lint format up down bench train calibrate clean
+.PHONY: install services browser demo test lint format up down bench train calibrate screenshots clean
 
 install: $(VENV)/.installed
 
@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 services:
 	@bash scripts/services.sh
 
+browser:
+	@bash scripts/browser.sh
+
 demo: install services
 	$(PY) -m scripts.demo
 
-test: install services
+test: install services browser
 	$(VENV)/bin/pytest -q
 
 lint: install
@@ -36,6 +39,9 @@ up: install services
 
 down:
 	@bash scripts/stack.sh down
+
+screenshots: install services browser
+	$(PY) -m scripts.screenshots
 
 bench: install
 	$(PY) bench/scoring.py

@@ -14,9 +14,10 @@ from gateway.dead_letters import RECORDER_GRACE_S, DeadLetterRecorder
 from gateway.intake import Intake
 from gateway.limits import AuthFailures
 from gateway.middlewares import auth_middleware, error_middleware
+from gateway.monitoring import add_request_id, observe_middleware
 from gateway.routes import setup_routes
 from gateway.webhook_guard import WebhookGuard
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.consumer import RetryPolicy
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
@@ -25,11 +26,16 @@ from shared.settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     settings.require_production_secrets()
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    middlewares = [observe_middleware, error_middleware, auth_middleware]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(add_request_id)
     app[keys.SETTINGS] = settings
     app[keys.CIPHER] = TokenCipher(settings.token_encryption_key)
     app[keys.API_KEYS] = frozenset(key.encode() for key in settings.api_key_set())
     app[keys.AUTH_FAILURES] = AuthFailures()
+    topology = broker.Topology(settings.queue_prefix)
+    queues = [name for key in broker.ROUTING_KEYS for name in (topology.queue(key), topology.dead_queue(key))]
+    app[keys.METRICS_STATE] = metrics.State(queues)
     app.cleanup_ctx.append(pg_context)
     app.cleanup_ctx.append(relay_context)
     app.cleanup_ctx.append(intake_context)

@@ -22,19 +22,6 @@ BODY_TOO_LARGE = (
 )
 
 
-class RequestTimeout(errors.AppError):
-    """The request body did not arrive in time."""
-
-    status = 408
-    close_connection = True  # the rest of the body may still be on its way: nothing more on this connection
-
-
-def unprocessable(detail: list[dict[str, Any]]) -> web.HTTPException:
-    return web.HTTPUnprocessableEntity(
-        text=json.dumps({"detail": detail}, ensure_ascii=False), content_type="application/json"
-    )
-
-
 async def read_raw(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     """The body, with the size limit stated in the answer (aiohttp's own 413 does not say it), read
     within BODY_READ_TIMEOUT_S (a body trickling in does not hold a connection and its memory for ever)."""
@@ -48,7 +35,7 @@ async def read_raw(request: web.Request, max_bytes: int = MAX_BODY_BYTES) -> byt
     except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length
         raise errors.PayloadTooLarge(too_large) from None
     except TimeoutError:
-        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
+        raise errors.RequestTimeout(f"The request body did not arrive within {timeout_s:g} s") from None
     if len(raw) > max_bytes:
         raise errors.PayloadTooLarge(too_large)
     return raw
@@ -62,7 +49,7 @@ async def read_json(request: web.Request) -> Any:
     # ValueError covers bad JSON, bad UTF-8 and integers past Python's digit limit; deep nesting recurses
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise unprocessable(
+        raise errors.Unprocessable(
             [{"loc": ["body"], "msg": f"Invalid JSON: {reason}", "type": "json_invalid"}]
         ) from None
 
@@ -72,11 +59,11 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise unprocessable(validation_detail(exc)) from exc
+        raise errors.Unprocessable(validation_detail(exc)) from exc
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
-        raise unprocessable(validation_detail(exc, ("query",))) from exc
+        raise errors.Unprocessable(validation_detail(exc, ("query",))) from exc

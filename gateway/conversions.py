@@ -4,7 +4,6 @@ object the webhook endpoints share."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -12,12 +11,12 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from gateway import idempotency, keys
-from gateway.bodies import parse_body, read_json, unprocessable
+from gateway import callbacks, idempotency, keys, timestamps
+from gateway.bodies import parse_body, read_json
 from gateway.tasks import load_task
 from shared import errors
 from shared.conversions import Checked, Conversion, Rejected, RowError, Rules, check_row
-from shared.db import Executor, batches, tasks
+from shared.db import Executor, batches, notifications, tasks
 from shared.schemas import ConversionsBulk, UploadCredentials
 from shared.settings import Settings
 
@@ -38,12 +37,8 @@ async def create_bulk(request: web.Request) -> web.Response:
     if not visits:
         raise errors.Conflict("Task has no level-4+ visits: there is nothing to upload")
     cipher = request.app[keys.CIPHER]
-    token = body.token
-    if token is None:
-        try:
-            token = cipher.decrypt(task["token_enc"])
-        except errors.Permanent:
-            token = None  # stored under another encryption key: fall back to the environment
+    # a token stored under a key no longer configured: fall back to the environment's
+    token = body.token or cipher.decrypt_or_none(task["token_enc"])
     token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
     zone = request.app[keys.SETTINGS].counter_zone()
     batch_id = uuid.uuid4()
@@ -64,7 +59,15 @@ async def create_bulk(request: web.Request) -> web.Response:
         )
     records = [row.record(batch_id) for row in rows]
     await store_batch(
-        request, batch_id, "bulk", counter, cipher.encrypt(token), "pending", records, task_id=task["id"]
+        request,
+        batch_id,
+        "bulk",
+        counter,
+        cipher.encrypt(token),
+        "pending",
+        records,
+        task_id=task["id"],
+        callback_url=body.callback_url,
     )
     return web.json_response({"upload_id": str(batch_id), "status": "pending"})
 
@@ -72,7 +75,9 @@ async def create_bulk(request: web.Request) -> web.Response:
 async def create_single(request: web.Request) -> web.Response:
     data = await read_json(request)
     if not isinstance(data, dict):
-        raise unprocessable([{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}])
+        raise errors.Unprocessable(
+            [{"loc": ["body"], "msg": "Input should be a JSON object", "type": "dict_type"}]
+        )
     credentials = UploadCredentials.model_validate(data)  # a ValidationError is a 422 (error middleware)
     settings = request.app[keys.SETTINGS]
     token, counter = _credentials(settings, credentials.token, credentials.counter)
@@ -87,7 +92,16 @@ async def create_single(request: web.Request) -> web.Response:
         return repeat
     token_enc = request.app[keys.CIPHER].encrypt(token)
     try:
-        await store_batch(request, batch_id, "single", counter, token_enc, "pending", [row.record(batch_id)])
+        await store_batch(
+            request,
+            batch_id,
+            "single",
+            counter,
+            token_enc,
+            "pending",
+            [row.record(batch_id)],
+            callback_url=credentials.callback_url,
+        )
     except asyncpg.UniqueViolationError as exc:
         if key is None or not idempotency.is_duplicate_batch(exc):
             raise
@@ -126,12 +140,12 @@ def check_count(rows: Sequence[Any]) -> None:
         raise errors.BadRequest(f"conversions is empty: send 1 to {MAX_CONVERSIONS} conversions")
 
 
-def invalid_rows(checked: Checked, total: int) -> web.HTTPException:
-    body = {
-        "detail": f"{len(checked.rejected)} of {total} conversions are invalid; nothing was stored",
-        "errors": [error.as_dict() for error in checked.errors],
-    }
-    return web.HTTPBadRequest(text=json.dumps(body, ensure_ascii=False), content_type="application/json")
+def invalid_rows(checked: Checked, total: int) -> errors.BadRequest:
+    """The 400 that refuses a request with invalid rows: `{"detail", "errors": [per-row problems]}`."""
+    return errors.BadRequest(
+        f"{len(checked.rejected)} of {total} conversions are invalid; nothing was stored",
+        extra={"errors": [error.as_dict() for error in checked.errors]},
+    )
 
 
 async def store_batch(
@@ -145,21 +159,26 @@ async def store_batch(
     *,
     task_id: uuid.UUID | None = None,
     webhook_id: uuid.UUID | None = None,
+    callback_url: str | None = None,
 ) -> None:
     """Commit the batch, every row and its outbox message (shared with concurrent requests' batches);
     publishing follows in the background."""
     await request.app[keys.INTAKE].store(
-        batches.NewBatch(batch_id, source, task_id, webhook_id, counter_id, token_enc, status, records)
+        batches.NewBatch(
+            batch_id, source, task_id, webhook_id, counter_id, token_enc, status, records, callback_url
+        )
     )
 
 
 async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhook: bool = False) -> list[Any]:
     """Status answers for batches.status rows: the upload shape, or the webhook document's shape."""
     problems = await _problems(db, [row["id"] for row in rows])
+    noted = await notifications.latest(db, [row["id"] for row in rows if row["callback_url"] is not None])
     answers: list[Any] = []
     for row in rows:
         batch_error = [{"index": None, "reason": row["error"]}] if row["error"] else []
         found = batch_error + problems[row["id"]] or None
+        notification = callbacks.notification(row["callback_url"], noted.get(row["id"]))
         if webhook:
             answers.append(
                 {
@@ -167,41 +186,44 @@ async def status_objects(db: Executor, rows: Sequence[asyncpg.Record], *, webhoo
                     "status": row["status"],
                     "webhook_id": str(row["webhook_id"]) if row["webhook_id"] else None,
                     "counter_id": row["counter_id"],
-                    "created_at": iso_utc(row["created_at"]),
-                    "updated_at": iso_utc(row["updated_at"]),
+                    "created_at": timestamps.iso(row["created_at"]),
+                    "updated_at": timestamps.iso(row["updated_at"]),
                     "metrika_upload_id": row["metrika_upload_id"],
                     "total": row["total"],
                     "processed": row["processed"],
                     "errors": found,
                     **_retry_fields(row),
+                    "notification": notification,
                 }
             )
         else:
             answers.append(
                 {
                     "upload_id": str(row["id"]),
-                    "status": row["status"],
+                    "status": upload_status_word(row["status"]),
                     "errors": found,
                     "processed": row["processed"],
                     "total": row["total"],
                     **_retry_fields(row),
+                    "notification": notification,
                 }
             )
     return answers
 
 
+def upload_status_word(status: str) -> str:
+    """An upload's status as the replaced API named it: its final success is "processed" (a webhook batch
+    keeps "completed", the webhook API's word)."""
+    return "processed" if status == "completed" else status
+
+
 def _retry_fields(row: asyncpg.Record) -> dict[str, Any]:
     """While Metrika fails for now: when the next attempt is due, how many failed, and the last error."""
-    when = row["next_attempt_at"]
     return {
-        "next_attempt_at": iso_utc(when) if when is not None else None,
+        "next_attempt_at": timestamps.iso(row["next_attempt_at"]),
         "attempts": row["attempts"],
         "last_error": row["last_error"],
     }
-
-
-def iso_utc(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def _problems(db: Executor, batch_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[dict[str, Any]]]:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import keys
 from gateway.bodies import parse_body
-from shared import broker, errors
+from shared import broker, errors, logs
 from shared.crm import forms
 from shared.crm.events import CrmEvent
 from shared.crm.mapping import CrmMapping, Ignored, map_event
@@ -63,12 +63,13 @@ async def replay(request: web.Request) -> web.Response:
     message = UploadBatches(batch_ids=[b.id for b in new]).model_dump(mode="json") if new else None
     if new and message is not None:
         async with pool.acquire() as conn, conn.transaction():
-            outbox_id = await batches.store(conn, new, broker.CONVERSION_UPLOADS, message)
+            headers = logs.message_headers()
+            outbox_id = await batches.store(conn, new, broker.CONVERSION_UPLOADS, message, headers)
             for batch, row in zip(new, kept, strict=True):
                 await crm.insert_request(
                     conn, webhook_id, batch.id, row["content_type"], bytes(row["body"]), None
                 )
-        await request.app[keys.RELAY].publish_now([outbox_id], broker.CONVERSION_UPLOADS, message)
+        await request.app[keys.RELAY].publish_now([outbox_id], broker.CONVERSION_UPLOADS, message, headers)
     answer = {"dry_run": False, "requests": len(kept), "batch_ids": [str(b.id) for b in new]}
     return web.json_response(answer, status=202)
 

@@ -17,10 +17,10 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from gateway import keys, pages
-from gateway.bodies import parse_query, unprocessable
+from gateway import keys, pages, timestamps
+from gateway.bodies import parse_query
 from gateway.middlewares import validation_detail
-from shared import broker, errors
+from shared import broker, errors, logs
 from shared.consumer import ERROR_HEADER, MessageHandler, RetryPolicy, run_sink
 from shared.db import dead_letters, outbox
 
@@ -128,8 +128,8 @@ async def list_dead_letters(request: web.Request) -> web.Response:
             "routing_key": row["routing_key"],
             "reason": row["reason"],
             "body": _shown(row["body"]),
-            "created_at": row["created_at"].isoformat(),
-            "replayed_at": row["replayed_at"].isoformat() if row["replayed_at"] else None,
+            "created_at": timestamps.iso(row["created_at"]),
+            "replayed_at": timestamps.iso(row["replayed_at"]),
             "replay_count": row["replay_count"],
         }
         for row in rows
@@ -143,7 +143,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     try:
         dead_letter_id = DeadLetterPath.model_validate({"id": request.match_info["id"]}).id
     except ValidationError as exc:
-        raise unprocessable(validation_detail(exc, ("path",))) from None
+        raise errors.Unprocessable(validation_detail(exc, ("path",))) from None
     pool = request.app[keys.PG_POOL]
     try:
         async with pool.acquire() as conn, conn.transaction():
@@ -153,13 +153,13 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
             body = _parsed(row["body"])
             if not isinstance(body, dict):
                 raise errors.Conflict("The dead letter's body is not a JSON object: it cannot be replayed")
-            outbox_id = await outbox.add(conn, row["routing_key"], body)
+            outbox_id = await outbox.add(conn, row["routing_key"], body, headers := logs.message_headers())
             await dead_letters.mark_replayed(conn, dead_letter_id)
     except asyncpg.DataError:  # JSON that jsonb refuses (a \u0000 in a string)
         raise errors.Conflict(
             "The dead letter's body cannot be stored as JSON: it cannot be replayed"
         ) from None
-    await request.app[keys.RELAY].publish_now([outbox_id], row["routing_key"], body)
+    await request.app[keys.RELAY].publish_now([outbox_id], row["routing_key"], body, headers)
     return web.json_response({"id": dead_letter_id, "status": "replayed"}, status=202)
 
 

@@ -9,6 +9,7 @@ from gateway.intake import Intake
 from gateway.limits import AuthFailures
 from gateway.webhook_guard import WebhookGuard
 from shared.crypto import TokenCipher
+from shared.metrics import State
 from shared.relay import OutboxRelay
 from shared.settings import Settings
 
@@ -21,4 +22,7 @@ CIPHER = web.AppKey("cipher", TokenCipher)
 INTAKE = web.AppKey("intake", Intake)
 WEBHOOK_GUARD = web.AppKey("webhook_guard", WebhookGuard)
 AUTH_FAILURES = web.AppKey("auth_failures", AuthFailures)
+METRICS_STATE = web.AppKey("metrics_state", State)
+# of a request: its id (gateway.monitoring)
+REQUEST_ID = web.RequestKey("request_id", str)
 API_KEYS = web.AppKey("api_keys", frozenset[bytes])  # the configured keys, as bytes

@@ -30,16 +30,6 @@ FAILED_AUTH_PER_MINUTE = 20
 _MAX_ADDRESSES = 10_000
 
 
-class TooManyRequests(errors.AppError):
-    """Too many requests."""
-
-    status = 429
-
-    def __init__(self, message: str, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.headers = {"Retry-After": str(retry_after_s)}  # read by the error middleware
-
-
 class AuthFailures:
     """The failed authentication attempts of each client address over the last 60 s (in this process)."""
 
@@ -54,7 +44,7 @@ class AuthFailures:
             return
         wait = failures[0] + rates.WINDOW_S - time.monotonic()
         if wait > 0:
-            raise TooManyRequests(
+            raise errors.TooManyRequests(
                 f"Too many failed authentication attempts from your address; retry in {math.ceil(wait)} s",
                 max(1, math.ceil(wait)),
             )
@@ -77,7 +67,7 @@ async def take_api_call(pool: asyncpg.Pool, api_key: bytes, per_minute: int) -> 
     subject = "api-key:" + hashlib.sha256(api_key).hexdigest()  # never the key itself
     verdict = await rates.take(pool, subject, per_minute)
     if not verdict.granted:
-        raise TooManyRequests(
+        raise errors.TooManyRequests(
             f"Rate limit exceeded: at most {per_minute} management requests per minute per API key; "
             f"retry in {verdict.retry_after_s} s",
             verdict.retry_after_s,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 import uuid
@@ -70,22 +71,21 @@ _log_unavailable = _Every(10.0)
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The one place an error becomes an answer: every handler raises errors.AppError (or lets a
+    ValidationError, aiohttp's own HTTP error or an unexpected exception through), never builds one."""
     try:
         return await handler(request)
     except errors.AppError as exc:
-        headers = getattr(exc, "headers", None)
-        if exc.status == 503 and not headers:
-            headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
-        response = web.json_response({"detail": exc.detail}, status=exc.status, headers=headers)
-        if getattr(exc, "close_connection", False):
-            response.force_close()
-        return response
+        if exc.status >= 500 and exc.status != 503:  # a bug or a dead letter's reason: not the client's
+            return _internal_error(request)
+        return error_response(exc)
     except ValidationError as exc:
-        return web.json_response({"detail": validation_detail(exc)}, status=422)
+        return error_response(errors.Unprocessable(validation_detail(exc)))
     except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
+        if exc.status < 400:
             raise
-        return web.json_response({"detail": exc.reason}, status=exc.status, headers=_keep_headers(exc))
+        # aiohttp's own: no route (404), wrong method (405), a body over client_max_size (413)
+        return error_response(errors.AppError(exc.reason, headers=_keep_headers(exc), status=exc.status))
     except ConnectionResetError:
         # the client went away while its body was being read: nobody to answer, nothing went wrong here
         logger.debug("client left during %s %s", request.method, shown_path(request))
@@ -96,15 +96,28 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 logger.warning(
                     "503 on %s %s, a dependency is unavailable: %r", request.method, shown_path(request), exc
                 )
-            return web.json_response(
-                {"detail": UNAVAILABLE_DETAIL},
-                status=503,
-                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
-            )
-        # the id ties the answer to the logged traceback; the exception itself is not the client's business
-        error_id = uuid.uuid4().hex
-        logger.exception("unhandled error %s on %s %s", error_id, request.method, shown_path(request))
-        return web.json_response({"detail": "Internal server error", "error_id": error_id}, status=500)
+            return error_response(errors.Unavailable(UNAVAILABLE_DETAIL))
+        return _internal_error(request)
+
+
+def error_response(exc: errors.AppError) -> web.Response:
+    """`{"detail": ..., **extra}` with the error's status and headers (a 503 says when to retry)."""
+    headers = exc.headers
+    if exc.status == 503 and "Retry-After" not in headers:
+        headers = {**headers, "Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    # UTF-8 as it is, as the replaced API answered (FastAPI's JSONResponse)
+    body = json.dumps({"detail": exc.detail, **exc.extra}, ensure_ascii=False)
+    response = web.json_response(text=body, status=exc.status, headers=headers or None)
+    if exc.close_connection:
+        response.force_close()
+    return response
+
+
+def _internal_error(request: web.Request) -> web.Response:
+    # the id ties the answer to the logged traceback; the exception itself is not the client's business
+    error_id = uuid.uuid4().hex
+    logger.exception("unhandled error %s on %s %s", error_id, request.method, shown_path(request))
+    return web.json_response({"detail": "Internal server error", "error_id": error_id}, status=500)
 
 
 def _keep_headers(exc: web.HTTPException) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,3 +29,8 @@ def answer(data: Sequence[Any], total: int, query: PageQuery) -> web.Response:
         "has_more": query.offset + len(data) < total,
     }
     return web.json_response({"data": list(data), "pagination": pagination})
+
+
+def timestamp(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with its offset, e.g. 2026-11-26T19:30:35.123456+00:00 (one format everywhere)."""
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None

@@ -11,7 +11,7 @@ import uuid
 from aiohttp import web
 
 from gateway import keys
-from shared import broker, errors
+from shared import broker, errors, logs
 from shared.db import batches, outbox
 from shared.schemas import UploadBatches
 
@@ -49,8 +49,9 @@ async def _retry(
                     f"Nothing to retry: the batch is {batch['status']} and none of its rows failed before "
                     "Metrika had them (rows Metrika took, or refused at the door, are never sent again)"
                 )
-        outbox_id = await outbox.add(conn, broker.CONVERSION_UPLOADS, message)
-    await request.app[keys.RELAY].publish_now([outbox_id], broker.CONVERSION_UPLOADS, message)
+        headers = logs.message_headers()
+        outbox_id = await outbox.add(conn, broker.CONVERSION_UPLOADS, message, headers)
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.CONVERSION_UPLOADS, message, headers)
     return web.json_response({id_key: str(batch_id), "status": "pending", "retried": reopened}, status=202)
 
 

@@ -30,7 +30,7 @@ import uuid
 
 import asyncpg
 
-from gateway.limits import AuthFailures, TooManyRequests
+from gateway.limits import AuthFailures
 from shared import errors
 from shared.db import webhooks
 
@@ -88,14 +88,14 @@ class WebhookGuard:
         assert webhook is not None
         return webhook
 
-    def full(self, webhook_id: uuid.UUID, seconds_left: float) -> TooManyRequests:
+    def full(self, webhook_id: uuid.UUID, seconds_left: float) -> errors.TooManyRequests:
         """Remember that the webhook has no free slot for `seconds_left`; the 429 to answer."""
         self._full_until[webhook_id] = time.monotonic() + seconds_left
         return self.too_many(seconds_left)
 
-    def too_many(self, seconds_left: float) -> TooManyRequests:
+    def too_many(self, seconds_left: float) -> errors.TooManyRequests:
         retry_after = max(1, math.ceil(seconds_left))
-        return TooManyRequests(
+        return errors.TooManyRequests(
             f"Rate limit exceeded: at most {self._rate} requests per minute per webhook; "
             f"retry in {retry_after} s",
             retry_after,

@@ -14,12 +14,11 @@ import asyncpg
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from gateway import crm_hooks, idempotency, keys
-from gateway.bodies import parse_body, parse_query, read_json, unprocessable
+from gateway import crm_hooks, idempotency, keys, timestamps
+from gateway.bodies import parse_body, parse_query, read_json
 from gateway.conversions import (
     check_count,
     invalid_rows,
-    iso_utc,
     rules,
     status_objects,
 )
@@ -62,6 +61,7 @@ async def create_webhook(request: web.Request) -> web.Response:
         body.mapping.model_dump(mode="json") if body.mapping else None,
         _encrypt(cipher, body.application_token),
         _encrypt(cipher, body.bitrix_webhook_url),
+        body.callback_url,
     )
     await webhooks.insert(request.app[keys.PG_POOL], new)
     return web.json_response(
@@ -97,6 +97,8 @@ async def update_webhook(request: web.Request) -> web.Response:
         application_token_enc=_encrypt(cipher, body.application_token),
         bitrix_webhook_url_given="bitrix_webhook_url" in given,
         bitrix_webhook_url_enc=_encrypt(cipher, body.bitrix_webhook_url),
+        callback_url_given="callback_url" in given,
+        callback_url=body.callback_url,
     )
     guard = request.app[keys.WEBHOOK_GUARD]
     async with request.app[keys.PG_POOL].acquire() as conn, conn.transaction():
@@ -106,7 +108,7 @@ async def update_webhook(request: web.Request) -> web.Response:
         problems = body.source_problems(cast(Source, source))
         if problems:
             msgs = [f"Value error, {problem} (source {source})" for problem in problems]
-            raise unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
+            raise errors.Unprocessable([{"loc": ["body"], "msg": msg, "type": "value_error"} for msg in msgs])
         row = await webhooks.update(conn, webhook_id, change)
         updated = await webhooks.apply_credentials(conn, webhook_id) if body.changes_credentials() else 0
     guard.forget(webhook_id)
@@ -159,7 +161,7 @@ async def _submit(request: web.Request, given: str) -> web.Response:
     key: idempotency.Key | None = None
     try:
         partial, checked = await _read_conversions(request)
-    except (errors.AppError, web.HTTPException, ValidationError) as exc:
+    except (errors.AppError, ValidationError) as exc:
         # still counted against the rate (a request that passed the checks above), and answered after it
         refusal: Exception | None = exc
         records: list[tuple[Any, ...]] = []
@@ -272,10 +274,12 @@ def _webhook(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:
         "description": row["description"],
         "counter_id": row["counter_id"],
         "is_active": row["is_active"],
-        "created_at": iso_utc(row["created_at"]),
+        "created_at": timestamps.iso(row["created_at"]),
         "url": _url(request, row["id"]),
         "source": row["source"],
         "mapping": row["mapping"],
         "has_application_token": row["has_application_token"],
         "has_bitrix_webhook_url": row["has_bitrix_webhook_url"],
+        # where the signed summary of each finished batch is POSTed (null: none)
+        "callback_url": row["callback_url"],
     }

@@ -1,4 +1,5 @@
-"""`metrika-score score --date D`: the seed's one-shot script, on the same scoring path as the service."""
+"""`metrika-score score --date D`: the seed's one-shot script, on the same scoring path as the service (the
+API's commands are in scorer.api_cli)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import calibration, model, pipeline, scoring
+from scorer import api_cli, calibration, model, pipeline, scoring
 from scorer.progress import Progress
 from shared.settings import Settings
 
@@ -145,6 +146,9 @@ async def _score(args: argparse.Namespace, settings: Settings, models: model.Mod
 
 
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else argv
+    if not given or given[0] not in api_cli.LOCAL_COMMANDS:  # the API's commands, and the overall --help
+        return api_cli.main(given)
     # What the imports made lives as long as the process: keep the garbage collector from walking it
     # again and again while a day is scored (a few per cent of the run).
     gc.freeze()

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from shared import metrics
 from shared.metrika import Handle, MetrikaApi, MetrikaError, T
 from shared.settings import Settings
 
@@ -51,6 +52,8 @@ class LogsApiClient(MetrikaApi):
     """One counter's Logs API, configured by `Settings` (base URL, in-process retries, call timeout,
     polling). 429, 5xx, timeouts and connection errors are retried in process; past that they are raised
     as retryable MetrikaErrors for the caller to schedule durably. Other 4xx raise at once."""
+
+    api = "logs"
 
     def __init__(
         self,
@@ -153,9 +156,11 @@ class LogsApiClient(MetrikaApi):
             await ledger.created(request_id, source)
         status = "created"
         try:
-            info = await self._wait(request_id, on_stage)
+            with metrics.LOGS_API_SECONDS.labels("prepare").time():
+                info = await self._wait(request_id, on_stage)
             status = "processed"
-            return await self._download_parts(request_id, info, source, dest, on_stage)
+            with metrics.LOGS_API_SECONDS.labels("download").time():
+                return await self._download_parts(request_id, info, source, dest, on_stage)
         finally:
             # shielded: a cancelled task still frees Yandex's storage before it goes
             if await asyncio.shield(self.release(request_id, status)) and ledger is not None:
@@ -238,6 +243,7 @@ class LogsApiClient(MetrikaApi):
                         async for chunk in resp.content.iter_chunked(self.chunk_size):
                             await asyncio.to_thread(out.write, chunk)
                             done[number] += len(chunk)
+                            metrics.LOGS_API_BYTES.inc(len(chunk))
                             await _report(on_stage, "download", sum(done.values()) / total)
                     finally:
                         await asyncio.to_thread(out.close)

@@ -1,4 +1,4 @@
-"""The scorer's composition root: the score_tasks consumer and the sweeper, side by side."""
+"""The scorer's composition root: the score_tasks consumer, the sweeper and the notification sender."""
 
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ import aiohttp
 from scorer import model
 from scorer.handler import Deps, handle_score_task
 from scorer.sweeper import Sweeper
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.notify import Sender
 from shared.schemas import ScoreTask
-from shared.settings import Settings
+from shared.settings import SCORER_METRICS_PORT, Settings
 
 logger = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    settings.require_production_secrets()
+    # a consumer also sends the notifications, signed with NOTIFY_SIGNING_KEY
+    settings.require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
     models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
@@ -30,8 +32,13 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
     # pandas/numpy release the GIL for most of the work; one thread keeps the loop free for progress updates
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+    metrics_port = SCORER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+    session_timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=300)) as session:
+        async with (
+            metrics.endpoint(settings.host, metrics_port),
+            aiohttp.ClientSession(timeout=session_timeout) as session,
+        ):
             deps = Deps(
                 pool=pool,
                 session=session,
@@ -41,6 +48,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 executor=executor,
             )
             sweeper = asyncio.create_task(Sweeper(deps, connection, topology).run(stop), name="sweeper")
+            sender = asyncio.create_task(Sender(pool, settings).run(stop), name="notifications")
             logger.info("scorer ready (model %s)", models.version)
             try:
                 await serve(
@@ -56,7 +64,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 )
             finally:
                 stop.set()
-                await sweeper
+                await asyncio.gather(sweeper, sender)
     finally:
         await connection.close()
         await pool.close()

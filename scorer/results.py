@@ -34,6 +34,7 @@ SCHEMA = pa.schema(
         ("visit_duration", pa.int64()),
         ("score", pa.float64()),
         ("model_version", pa.string()),
+        ("device_class", pa.string()),
     ]
 )
 assert tuple(SCHEMA.names) == VISIT_COLUMNS
@@ -72,9 +73,9 @@ async def store(
 
 def visits_table(task_id: uuid.UUID, frame: pd.DataFrame) -> pa.Table:
     """The scored visits (columns of scoring.OUTPUT_COLUMNS) as task_visits rows, in their order: columns
-    VISIT_COLUMNS, `seq` numbering the rows from 0. Ids pass as the text they were read as (an integer id
-    column as its exact decimal digits; a float one is refused: it may have lost digits). A ValueError
-    names a column that cannot be stored."""
+    VISIT_COLUMNS, `seq` numbering the rows from 0, `device_class` NULL when the frame has no deviceClass.
+    Ids pass as the text they were read as (an integer id column as its exact decimal digits; a float one
+    is refused: it may have lost digits). A ValueError names a column that cannot be stored."""
     n = len(frame)
     if n == 0:  # an empty frame's columns may have any dtype
         return SCHEMA.empty_table()
@@ -88,13 +89,21 @@ def visits_table(task_id: uuid.UUID, frame: pd.DataFrame) -> pa.Table:
             "visit_duration": pa.array(np.asarray(frame["visitDuration"], dtype=np.int64)),
             "score": pa.array(np.asarray(frame["score"], dtype=np.float64)),
             "model_version": pa.array(frame["model_version"], type=pa.string()),
+            "device_class": _device_classes(frame, n),
         }
     )
     assert table.column_names == SCHEMA.names
-    for name in table.column_names:
+    for name in table.column_names[:-1]:  # the device class may be unknown (a frame without the column)
         if table[name].null_count:
             raise ValueError(f"result column {name!r} has {table[name].null_count} empty values")
     return table
+
+
+def _device_classes(frame: pd.DataFrame, n: int) -> pa.Array:
+    """The `deviceClass` column (scoring.OUTPUT_COLUMNS), or NULLs for a frame without it."""
+    if "deviceClass" not in frame:
+        return pa.nulls(n, pa.string())
+    return pa.array(frame["deviceClass"], type=pa.string())
 
 
 def _id_text(frame: pd.DataFrame, name: str) -> pa.Array | pa.ChunkedArray:

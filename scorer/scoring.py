@@ -36,6 +36,7 @@ OUTPUT_COLUMNS: tuple[str, ...] = (
     "visitDuration",
     "score",
     "model_version",
+    "deviceClass",  # the model that scored the visit: DESKTOP or MOBILE
 )
 _IS_MOBILE = FEATURES.index("is_mobile")
 _ROWS_PER_CHUNK = 1 << 16  # visits scored at a time
@@ -77,18 +78,21 @@ class _Selected:
     """The level-4+ rows of each scored batch, put together in output order at the end."""
 
     def __init__(self) -> None:
-        self._parts: list[tuple[pa.Table, F64]] = []
+        self._parts: list[tuple[pa.Table, F64, npt.NDArray[np.bool_]]] = []
 
-    def add(self, prepared: pa.Table, scores: F64, selected: npt.NDArray[np.bool_]) -> None:
+    def add(
+        self, prepared: pa.Table, scores: F64, selected: npt.NDArray[np.bool_], mobile: npt.NDArray[np.bool_]
+    ) -> None:
         rows = np.flatnonzero(selected)
         columns = ["ym:s:visitID", "ym:s:clientID", "ym:s:dateTime", "start", "ym:s:visitDuration"]
-        self._parts.append((prepared.select(columns).take(rows), scores[rows]))
+        self._parts.append((prepared.select(columns).take(rows), scores[rows], mobile[rows]))
 
     def table(self, version: str) -> pa.Table:
         """OUTPUT_COLUMNS, ordered by dateTime then (numeric) visitId."""
         if self._parts:
-            table = pa.concat_tables([t for t, _ in self._parts])
-            scores = np.concatenate([s for _, s in self._parts])
+            table = pa.concat_tables([t for t, _, _ in self._parts])
+            scores = np.concatenate([s for _, s, _ in self._parts])
+            mobile = np.concatenate([m for _, _, m in self._parts])
         else:
             table = pa.table(
                 {
@@ -100,6 +104,7 @@ class _Selected:
                 }
             )
             scores = np.zeros(0)
+            mobile = np.zeros(0, dtype=bool)
         self._parts.clear()
         visit_ids = parsing.uint64s(table.column("ym:s:visitID"), "ym:s:visitID")
         order = pa.array(np.lexsort((visit_ids, table.column("start").to_numpy())))
@@ -110,7 +115,12 @@ class _Selected:
             table = table.drop_columns([name])
             # Read as bytes: checked as UTF-8 here, on the rows output.
             columns.append(column if name == "ym:s:visitDuration" else tsv.as_text(column))
-        columns += [pa.array(scores[order.to_numpy()]), pa.array([version] * len(order), pa.string())]
+        positions = order.to_numpy()
+        columns += [
+            pa.array(scores[positions]),
+            pa.array([version] * len(order), pa.string()),
+            pa.array(np.where(mobile[positions], MOBILE, DESKTOP), pa.string()),
+        ]
         return pa.table(columns, names=list(OUTPUT_COLUMNS))
 
 
@@ -142,13 +152,16 @@ def score_visits(
 
 
 def _score(joined: Join, models: Models, executor: ThreadPoolExecutor) -> pa.Table:
-    def scored(piece: pa.Table, listed_times: I64) -> tuple[pa.Table, F64, npt.NDArray[np.bool_]]:
-        return (piece, *predict(features.batch_matrix(piece, listed_times), models))
+    def scored(
+        piece: pa.Table, listed_times: I64
+    ) -> tuple[pa.Table, F64, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        matrix = features.batch_matrix(piece, listed_times)
+        return (piece, *predict(matrix, models), matrix[_IS_MOBILE] == 1.0)
 
     selected = _Selected()
     calls = (functools.partial(scored, *batch) for batch in joined.batches(executor))
-    for piece, scores, chosen in workers.in_order(executor, calls):
-        selected.add(piece, scores, chosen)
+    for piece, scores, chosen, mobile in workers.in_order(executor, calls):
+        selected.add(piece, scores, chosen, mobile)
     return selected.table(models.version)
 
 

@@ -152,7 +152,7 @@ async def wait_final(session: aiohttp.ClientSession, url: str, headers: dict[str
     while True:
         async with session.get(url, headers=headers) as resp:
             body = await resp.json()
-        if body["status"] in ("completed", "error"):
+        if body["status"] in ("processed", "completed", "error"):  # an upload's word, a webhook batch's
             return body
         await asyncio.sleep(0.5)
 

@@ -65,7 +65,12 @@ async def declare(channel: AbstractChannel, topology: Topology) -> AbstractExcha
     return exchange
 
 
-async def publish(exchange: AbstractExchange, routing_key: str, body: BaseModel | dict[str, Any]) -> None:
+async def publish(
+    exchange: AbstractExchange,
+    routing_key: str,
+    body: BaseModel | dict[str, Any],
+    headers: FieldTable | None = None,
+) -> None:
     """Publish a persistent JSON message and wait for the broker's confirm (the channel has confirms on)."""
     data = (
         body.model_dump_json().encode()
@@ -73,6 +78,9 @@ async def publish(exchange: AbstractExchange, routing_key: str, body: BaseModel 
         else json.dumps(body, separators=(",", ":")).encode()
     )
     message = aio_pika.Message(
-        data, content_type="application/json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+        data,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=headers or None,
     )
     await exchange.publish(message, routing_key=routing_key, mandatory=True)

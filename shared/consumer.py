@@ -7,6 +7,10 @@
   Holding it fills the prefetch window, so a consumer whose dependency is down stops taking new work.
 - Anything else is a bug: retried `RetryPolicy.retries` times after a backoff, then dead-lettered.
 
+Every log line written while a message is handled carries the request id its headers name (the request
+that published it, shared/logs.py) and the task or batch it is about; every message is counted by queue
+and outcome (shared/metrics.py).
+
 A requeue cannot change a message's headers and classic queues do not count deliveries, so a bug's
 retry republishes the message to its own queue (through the default exchange) with `x-attempts` one
 higher and acks the original. Unlike a count kept in memory it survives restarts and is shared by every
@@ -18,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,7 +33,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from pamqp.common import FieldTable
 from pydantic import BaseModel, ValidationError
 
-from shared import errors
+from shared import errors, logs, metrics
 from shared.broker import Topology, declare
 from shared.metrika import backoff_s
 from shared.settings import Settings
@@ -88,7 +94,9 @@ async def run_consumer(
     """
 
     async def handle(message: AbstractIncomingMessage) -> None:
-        await handler(schema.model_validate_json(message.body))
+        body = schema.model_validate_json(message.body)
+        logs.add(**_log_fields(body))
+        await handler(body)
 
     dead = _DeadLetters(dead_exchange, dead_routing_key)
     loop = _Loop(channel, {queue_name: handle}, stop, dead, retry or RetryPolicy(), prefetch, grace_s)
@@ -216,26 +224,31 @@ class _Loop:
         task.add_done_callback(self._running.discard)
 
     async def _process(self, message: AbstractIncomingMessage, queue_name: str) -> None:
-        try:
-            if self._stop.is_set():  # taken from the buffer as the loop stopped: someone else's work now
-                await _bounded(message.nack(requeue=True), "requeue a message")
-                return
+        with logs.bind(request_id=logs.headers_request_id(message.headers)):
             try:
-                await self._handlers[queue_name](message)
-            except Exception as exc:
-                await self._failed(message, exc, queue_name)
-            else:
-                self._outages = 0
-                await _bounded(message.ack(), "ack a message")
-        except asyncio.CancelledError:
-            if not message.processed:
-                await _bounded(message.nack(requeue=True), "requeue a cancelled message")
-            raise
+                if self._stop.is_set():  # taken from the buffer as the loop stopped: someone else's work now
+                    await _bounded(message.nack(requeue=True), "requeue a message")
+                    return
+                with _measured(queue_name) as outcome:
+                    try:
+                        await self._handlers[queue_name](message)
+                    except Exception as exc:
+                        outcome[0] = await self._failed(message, exc, queue_name)
+                    else:
+                        self._outages = 0
+                        await _bounded(message.ack(), "ack a message")
+                        logger.debug("message from %s handled", queue_name)
+            except asyncio.CancelledError:
+                if not message.processed:
+                    await _bounded(message.nack(requeue=True), "requeue a cancelled message")
+                raise
 
-    async def _failed(self, message: AbstractIncomingMessage, exc: Exception, queue_name: str) -> None:
+    async def _failed(self, message: AbstractIncomingMessage, exc: Exception, queue_name: str) -> str:
+        """Dead-letter, requeue or retry the message; which of them (its metrics outcome)."""
         unavailable = errors.is_unavailable(exc)
         if self._dead is not None and isinstance(exc, (ValidationError, errors.Permanent)):
             await self._dead_letter(message, self._dead, _reason(exc))
+            return "dead_letter"
         elif self._dead is None or unavailable:
             delay = self._retry.delay(self._outages)
             self._outages += 1
@@ -245,19 +258,21 @@ class _Loop:
                 logger.exception("message from %s failed; retrying in %.1fs", queue_name, delay)
             await self._pause(delay)
             await _bounded(message.nack(requeue=True), "requeue a message")
+            return "requeue"
         else:
             attempts = _attempts(message)
             if attempts >= self._retry.retries:
                 logger.exception("message from %s failed %s times; dead-lettering", queue_name, attempts + 1)
                 await self._dead_letter(message, self._dead, _reason(exc))
-                return
+                return "dead_letter"
             delay = self._retry.delay(attempts)
             logger.exception("message from %s failed; retry %s in %.1fs", queue_name, attempts + 1, delay)
             await self._pause(delay)
             if self._stop.is_set():  # stopping is no fault of the message: back without counting
                 await _bounded(message.nack(requeue=True), "requeue a message")
-            else:
-                await self._republish(message, queue_name, attempts + 1, _reason(exc))
+                return "requeue"
+            await self._republish(message, queue_name, attempts + 1, _reason(exc))
+            return "retry"
 
     async def _republish(
         self, message: AbstractIncomingMessage, queue_name: str, attempts: int, reason: str
@@ -310,6 +325,39 @@ class _Loop:
                 if ignoring:
                     # their messages go back to the queue when the connection closes, unacked
                     logger.error("%s handlers ignore their cancellation; leaving them", len(ignoring))
+
+
+@contextmanager
+def _measured(queue_name: str) -> Iterator[list[str]]:
+    """Count a message handled in the block by queue and outcome (["ack"] unless the block changes it;
+    a cancelled one is not counted), and time it."""
+    outcome = ["ack"]
+    in_flight = metrics.MESSAGES_IN_FLIGHT.labels(queue_name)
+    in_flight.inc()
+    started = time.perf_counter()
+    try:
+        yield outcome
+    except asyncio.CancelledError:
+        raise
+    else:
+        metrics.MESSAGES.labels(queue_name, outcome[0]).inc()
+        metrics.MESSAGE_DURATION.labels(queue_name).observe(time.perf_counter() - started)
+    finally:
+        in_flight.dec()
+
+
+def _log_fields(body: BaseModel) -> dict[str, object]:
+    """The ids a message is about, for its log lines: its task, or its batch (one) or batch count."""
+    fields: dict[str, object] = {}
+    if (task_id := getattr(body, "task_id", None)) is not None:
+        fields["task_id"] = task_id
+    batch_ids = getattr(body, "batch_ids", None)
+    if isinstance(batch_ids, list):
+        if len(batch_ids) == 1:
+            fields["batch_id"] = batch_ids[0]
+        else:
+            fields["batches"] = len(batch_ids)
+    return fields
 
 
 def _attempts(message: AbstractIncomingMessage) -> int:

@@ -53,13 +53,21 @@ class TokenCipher:
         return self._fernet.encrypt(token.encode())
 
     def decrypt(self, blob: bytes) -> str:
-        try:
-            return self._fernet.decrypt(bytes(blob)).decode()
-        except InvalidToken as exc:
+        """The token; errors.Permanent (a message never to be processed) if no configured key opens it."""
+        token = self.decrypt_or_none(blob)
+        if token is None:
             raise errors.Permanent(
                 "stored Metrika token cannot be decrypted: it was stored under a key TOKEN_ENCRYPTION_KEY no "
                 "longer lists"
-            ) from exc
+            )
+        return token
+
+    def decrypt_or_none(self, blob: bytes) -> str | None:
+        """The token, or None if no configured key opens it (for a caller with another token to use)."""
+        try:
+            return self._fernet.decrypt(bytes(blob)).decode()
+        except InvalidToken:
+            return None
 
     def is_current(self, blob: bytes) -> bool:
         """True if `blob` is encrypted under the first key (nothing to re-encrypt)."""

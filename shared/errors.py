@@ -2,21 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import asyncpg
 from aiormq import exceptions as amqp
 
 
 class AppError(Exception):
-    """Application error."""
+    """Application error.
+
+    The one error type of the services: the gateway answers it (gateway/middlewares.py, and nowhere else)
+    as `{"detail": detail, **extra}` with `status` and `headers`; the consumer rejects or retries on it.
+    `detail` is a sentence, or for a 422 the list of validation problems.
+    """
 
     status = 500
+    # the rest of the request may still be on its way: answer, then close the connection
+    close_connection = False
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.__doc__ or self.__class__.__name__)
+    def __init__(
+        self,
+        detail: str | list[dict[str, Any]] | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(detail or self.__doc__ or self.__class__.__name__)
+        if status is not None:
+            self.status = status
+        self.extra: dict[str, Any] = dict(extra or {})
+        self.headers: dict[str, str] = dict(headers or {})
 
     @property
-    def detail(self) -> str:
-        return str(self.args[0])
+    def detail(self) -> str | list[dict[str, Any]]:
+        detail: str | list[dict[str, Any]] = self.args[0]
+        return detail
 
 
 class BadRequest(AppError):
@@ -43,6 +65,13 @@ class NotFound(AppError):
     status = 404
 
 
+class RequestTimeout(AppError):
+    """The request body did not arrive in time."""
+
+    status = 408
+    close_connection = True
+
+
 class Conflict(AppError):
     """Conflict."""
 
@@ -53,6 +82,21 @@ class PayloadTooLarge(AppError):
     """Request body too large."""
 
     status = 413
+
+
+class Unprocessable(AppError):
+    """Invalid request: `detail` lists the problems as `{"loc", "msg", "type"}` (pydantic's shape)."""
+
+    status = 422
+
+
+class TooManyRequests(AppError):
+    """Too many requests."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
 
 
 class Permanent(AppError):

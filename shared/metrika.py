@@ -7,11 +7,14 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
 import tenacity
+
+from shared import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +141,10 @@ async def _json_body(resp: aiohttp.ClientResponse) -> Any:
 
 class MetrikaApi:
     """One counter's calls to `{base_url}/management/v1/counter/{counter}`; the OAuth token goes only into
-    the Authorization header and never into a message or a log line."""
+    the Authorization header and never into a message or a log line. Every call is counted by `api` (a
+    subclass names its own) and outcome (shared.metrics)."""
+
+    api = "management"
 
     def __init__(
         self,
@@ -171,6 +177,25 @@ class MetrikaApi:
         **kwargs: Any,
     ) -> T | Any:
         """One call, no retry: `handle(response)` of a 2xx (default: its JSON body), else MetrikaError."""
+        started, outcome = time.perf_counter(), "ok"
+        try:
+            return await self._send(method, path, handle, timeout=timeout, **kwargs)
+        except MetrikaError as exc:
+            outcome = _outcome(exc)
+            raise
+        finally:
+            metrics.METRIKA_CALLS.labels(self.api, outcome).inc()
+            metrics.METRIKA_DURATION.labels(self.api).observe(time.perf_counter() - started)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        handle: Handle[T] | None,
+        *,
+        timeout: aiohttp.ClientTimeout | None,
+        **kwargs: Any,
+    ) -> T | Any:
         context = f"{method} {path.split('?', 1)[0]}"
         try:
             async with self._session.request(
@@ -206,6 +231,14 @@ class MetrikaApi:
             exc.attempts = attempts
             raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _outcome(error: MetrikaError) -> str:
+    if error.status is None:
+        return "timeout" if "Timeout" in error.message else "connection_error"
+    if error.status == 429:
+        return "rate_limited"
+    return "server_error" if error.status >= 500 else "client_error"
 
 
 async def _error(resp: aiohttp.ClientResponse, context: str) -> MetrikaError:

@@ -59,9 +59,21 @@ class OutboxRelay:
         """True only while the broker connection is up (not while it is lost or reconnecting)."""
         return self._exchange is not None and broker.is_connected(self._connection)
 
-    async def publish_now(self, outbox_ids: Sequence[int], routing_key: str, body: dict[str, Any]) -> bool:
+    @property
+    def connection(self) -> AbstractRobustConnection | None:
+        """The broker connection while it is up (for a look at the queues), else None."""
+        return self._connection if self.connected else None
+
+    async def publish_now(
+        self,
+        outbox_ids: Sequence[int],
+        routing_key: str,
+        body: dict[str, Any],
+        headers: dict[str, Any] | None = None,
+    ) -> bool:
         """Publish one message standing for outbox rows the caller has just committed (one row, or
-        several whose work the body covers); False (they stay queued) if the broker is away.
+        several whose work the body covers) with the rows' `headers`; False (they stay queued) if the
+        broker is away.
 
         The rows are marked published in a batch a moment later; if that mark is lost in a crash, the
         sweep publishes each row's own message again, which the idempotent consumers shrug off.
@@ -71,7 +83,8 @@ class OutboxRelay:
             self._wake.set()
             return False
         try:
-            await asyncio.wait_for(broker.publish(exchange, routing_key, body), timeout=BROKER_TIMEOUT_S)
+            publish = broker.publish(exchange, routing_key, body, headers)
+            await asyncio.wait_for(publish, timeout=BROKER_TIMEOUT_S)
         except Exception as exc:
             logger.warning("publish of outbox rows %s deferred: %s", list(outbox_ids), exc)
             self._wake.set()
@@ -180,7 +193,7 @@ class OutboxRelay:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await outbox.lock_pending(conn, batch, self._sweep_min_age_s, unmarked)
             for row in rows:
-                publish = broker.publish(exchange, row["routing_key"], row["body"])
+                publish = broker.publish(exchange, row["routing_key"], row["body"], row["headers"])
                 await asyncio.wait_for(publish, timeout=BROKER_TIMEOUT_S)
             if rows:
                 await outbox.mark_published(conn, [row["id"] for row in rows])

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +38,32 @@ Token = Annotated[
 ]
 CounterId = Annotated[int, Field(gt=0, lt=2**32)]
 
+MAX_CALLBACK_URL_CHARS = 2048
+
+
+def _callback_url(value: str) -> str:
+    # where the signed summary of a finished task or batch is POSTed (shared/notify.py): an absolute http(s)
+    # URL of printable ASCII, with a host and no credentials (they would be stored and shown in status)
+    if len(value) > MAX_CALLBACK_URL_CHARS:
+        raise ValueError(f"must be at most {MAX_CALLBACK_URL_CHARS} characters")
+    if not _TOKEN_CHARS.fullmatch(value):
+        raise ValueError("must be printable ASCII without spaces (percent-encode the rest)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://example.com/hooks/metrika-score")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain credentials (user:password@): put a token in the path instead")
+    return value
+
+
+CallbackUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(_callback_url)
+]
+
 
 class TaskCreate(BaseModel):
     """POST /tasks."""
@@ -46,6 +73,7 @@ class TaskCreate(BaseModel):
     date: dt.date
     token: Token | None = None
     counter: CounterId | None = None
+    callback_url: CallbackUrl | None = None
 
     @field_validator("date")
     @classmethod
@@ -93,6 +121,7 @@ class ConversionsBulk(BaseModel):
     target: GoalTarget
     counter: CounterId | None = None
     token: Token | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class UploadCredentials(BaseModel):
@@ -102,6 +131,7 @@ class UploadCredentials(BaseModel):
 
     counter: CounterId | None = None
     token: Token | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class WebhookCreate(BaseModel):
@@ -118,6 +148,7 @@ class WebhookCreate(BaseModel):
     # bitrix24 only: compared with the event's auth[application_token]; the portal's inbound-webhook URL
     application_token: Token | None = None
     bitrix_webhook_url: HttpUrlText | None = None
+    callback_url: CallbackUrl | None = None
 
     @model_validator(mode="after")
     def _fits_source(self) -> WebhookCreate:
@@ -145,6 +176,7 @@ class WebhookUpdate(BaseModel):
     is_active: StrictBool | None = None
     application_token: Token | None = None
     bitrix_webhook_url: HttpUrlText | None = None
+    callback_url: CallbackUrl | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 YANDEX_API_URL = "https://api-metrika.yandex.net"
+# the port of a consumer's GET /metrics when METRICS_PORT is not set
+SCORER_METRICS_PORT = 9101
+UPLOADER_METRICS_PORT = 9102
 # TOKEN_ENCRYPTION_KEY of a development stack that sets none (published here, so never for real tokens)
 DEVELOPMENT_TOKEN_KEY = "dev-only-change-me"
+# NOTIFY_SIGNING_KEY of a development stack that sets none (published too: a local receiver can verify)
+DEVELOPMENT_NOTIFY_KEY = "dev-only-notify-key"
 
 
 class Settings(BaseSettings):
@@ -101,6 +106,24 @@ class Settings(BaseSettings):
     # webhook submissions per webhook and minute, counted in Postgres so every gateway replica shares it
     webhook_rate_per_minute: int = 60
 
+    # monitoring (README "Monitoring"): the gateway's GET /metrics asks for `Authorization: Bearer
+    # <metrics_token>` when one is set (else it is open, like /health); a scorer or an uploader serves
+    # GET /metrics on HOST:METRICS_PORT, unset: its default (SCORER_METRICS_PORT, UPLOADER_METRICS_PORT),
+    # 0: none
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=0, lt=65536)
+    # notifications (shared/notify.py): the signed summary POSTed to a task's, upload's or webhook's
+    # callback URL, signed with notify_signing_key (HMAC-SHA256), tried for up to notify_horizon_s with a
+    # backoff growing from notify_retry_base_s to notify_retry_max_s, each attempt within notify_timeout_s;
+    # private and loopback targets are refused unless notify_allow_private (a development stack allows them)
+    notify_signing_key: SecretStr = SecretStr("")
+    notify_horizon_s: float = 24 * 3600.0
+    notify_retry_base_s: float = 10.0
+    notify_retry_max_s: float = 3600.0
+    notify_timeout_s: float = 10.0
+    notify_interval_s: float = 1.0
+    notify_allow_private: bool = False
+
     @field_validator("counter_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -112,8 +135,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _development_key(self) -> Settings:
-        if self.metrika_score_env == "development" and not self.token_encryption_key.get_secret_value():
-            self.token_encryption_key = SecretStr(DEVELOPMENT_TOKEN_KEY)
+        if self.metrika_score_env == "development":
+            if not self.token_encryption_key.get_secret_value():
+                self.token_encryption_key = SecretStr(DEVELOPMENT_TOKEN_KEY)
+            if not self.notify_signing_key.get_secret_value():
+                self.notify_signing_key = SecretStr(DEVELOPMENT_NOTIFY_KEY)
         return self
 
     def require_production_secrets(self, *names: str) -> None:
@@ -124,11 +150,13 @@ class Settings(BaseSettings):
         values = {
             "TOKEN_ENCRYPTION_KEY": self.token_encryption_key.get_secret_value().replace(",", "").strip(),
             "API_KEYS": ",".join(self.api_key_set()),
+            "NOTIFY_SIGNING_KEY": self.notify_signing_key.get_secret_value().strip(),
         }
-        missing = [name for name in names or values if not values[name]]
+        missing = [name for name in names or ("TOKEN_ENCRYPTION_KEY", "API_KEYS") if not values[name]]
         if missing:
+            listed = " and ".join([", ".join(missing[:-1]), missing[-1]] if len(missing) > 1 else missing)
             raise SystemExit(
-                f"error: {' and '.join(missing)} must be set outside development"
+                f"error: {listed} must be set outside development"
                 " (METRIKA_SCORE_ENV=development runs a development stack without them)"
             )
 

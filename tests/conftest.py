@@ -153,6 +153,7 @@ def settings(database_url: str, queue_prefix: str, sandbox: TestServer, tmp_path
         sweep_interval_s=0.2,
         stale_after_s=5,
         shutdown_grace_s=5,
+        metrics_port=0,  # a test that wants a consumer's /metrics gives it a free port
     )
 
 

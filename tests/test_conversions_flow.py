@@ -20,6 +20,8 @@ from uploader.main import main as uploader_main
 COUNTER = 5151
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 FINAL = ("completed", "error")
+# an upload (bulk or single) ends "processed", the replaced API's word; a webhook batch "completed"
+UPLOAD_FINAL = ("processed", "error")
 
 
 def _row(i: int, **extra):
@@ -243,13 +245,13 @@ async def test_single_and_bulk_from_a_scored_task_complete(gateway, settings, sa
 
     async def final(upload_id):
         body = await (await gateway.get(f"/conversions/{upload_id}/status")).json()
-        return body if body["status"] in FINAL else None
+        return body if body["status"] in UPLOAD_FINAL else None
 
     bulk_status = await wait_for(lambda: final(bulk["upload_id"]), timeout=60)
     single_status = await wait_for(lambda: final(single["upload_id"]), timeout=60)
-    assert bulk_status["status"] == "completed", bulk_status
+    assert bulk_status["status"] == "processed", bulk_status
     assert bulk_status["processed"] == bulk_status["total"] == len(level4)
-    assert single_status["status"] == "completed" and single_status["processed"] == 1
+    assert single_status["status"] == "processed" and single_status["processed"] == 1
     listed = await (await gateway.get(f"/tasks/{task_id}/conversions")).json()
     assert [item["upload_id"] for item in listed] == [bulk["upload_id"]]
     sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
@@ -280,10 +282,10 @@ async def test_batches_stored_together_travel_in_one_message_and_all_complete(
 
     async def final(upload_id):
         body = await (await gateway.get(f"/conversions/{upload_id}/status")).json()
-        return body if body["status"] in FINAL else None
+        return body if body["status"] in UPLOAD_FINAL else None
 
     results = [await wait_for(lambda b=batch: final(b.id), timeout=60) for batch in new]
-    assert [r["status"] for r in results] == ["completed"] * 3
+    assert [r["status"] for r in results] == ["processed"] * 3
     assert [(r["processed"], r["total"]) for r in results] == [(1, 1)] * 3
     sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
     assert sent == sorted(row["client_id"] for row in rows)

@@ -43,7 +43,7 @@ async def _final(gateway, batch_id: str) -> dict:
     async def done():
         resp = await gateway.get(f"/conversions/{batch_id}/status")
         body = await resp.json()
-        return body if body["status"] in ("completed", "error") else None
+        return body if body["status"] in ("processed", "error") else None
 
     return await wait_for(done)
 
@@ -75,7 +75,7 @@ async def test_an_amocrm_status_hook_with_several_leads_uploads_its_conversions_
     run_service(uploader_main, settings)
 
     status = await _final(gateway, answer["batch_id"])
-    assert status["status"] == "completed" and status["total"] == 3 and status["processed"] == 1
+    assert status["status"] == "processed" and status["total"] == 3 and status["processed"] == 1
     ignored = {e["index"]: e["reason"] for e in status["errors"] if e.get("status") == "ignored"}
     assert "143" in ignored[1] and "no identifier" in ignored[2]
     assert _sent(sandbox) == [CLIENT_ID]
@@ -83,7 +83,7 @@ async def test_an_amocrm_status_hook_with_several_leads_uploads_its_conversions_
     # amoCRM sends the same hook again: every event is a duplicate, nothing is uploaded again
     resp = await _post(gateway, hook, body)
     again = await _final(gateway, (await resp.json())["batch_id"])
-    assert again["status"] == "completed" and again["processed"] == 0
+    assert again["status"] == "processed" and again["processed"] == 0
     # the lead that converted is a duplicate; the two ignored ones are ignored again
     assert [(e["index"], e.get("status")) for e in again["errors"]] == [
         (0, "duplicate"),
@@ -125,7 +125,7 @@ async def test_a_bitrix24_deal_update_is_looked_up_and_uploaded_despite_rest_fai
     assert resp.status == 200, await resp.text()
     run_service(uploader_main, settings)
     status = await _final(gateway, (await resp.json())["batch_id"])
-    assert status["status"] == "completed" and status["processed"] == 1, status
+    assert status["status"] == "processed" and status["processed"] == 1, status
     assert _sent(sandbox) == [CLIENT_ID]
     line = sandbox.app[CONVERSIONS].lines_for(COUNTER)[0]
     assert line.row["Target"] == "purchase" and line.row["Price"] == "1500"

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import asyncpg
 
-from shared import errors
+from shared import errors, logs, metrics
 from shared.bitrix24 import Bitrix24Error
 from shared.db import batches, locks
 from shared.metrika import MetrikaError
@@ -42,7 +42,8 @@ async def handle_upload_batches(body: UploadBatches, deps: Deps) -> None:
 
     async def turn(batch_id: uuid.UUID) -> None:
         async with turns:
-            await upload_batch(batch_id, deps)
+            with logs.bind(batch_id=batch_id):
+                await upload_batch(batch_id, deps)
 
     outcomes = await asyncio.gather(*(turn(b) for b in body.batch_ids), return_exceptions=True)
     failures = [exc for exc in outcomes if isinstance(exc, BaseException)]
@@ -125,11 +126,14 @@ async def _upload_file(deps: Deps, client: ConversionsApi, file: asyncpg.Record)
             # before any work (and nothing earlier arrived: we looked), so that file is simply not sent
             if exc.status == 429:
                 await batches.file_not_sent(deps.pool, file["id"])
+            metrics.UPLOADS.labels("deferred").inc()
             raise
+        metrics.UPLOADS.labels("refused").inc()
         await batches.file_failed(
             deps.pool, file["id"], f"Metrika rejected the upload: {exc}", retryable=True
         )
         return
+    metrics.UPLOADS.labels("uploaded").inc()
     await _record_upload(deps, file["id"], uploading, deps.settings.upload_poll_s)
 
 

@@ -1,4 +1,5 @@
-"""The uploader's composition root: the consumer of conversion_uploads, the status poller and the sweeper."""
+"""The uploader's composition root: the consumer of conversion_uploads, the status poller, the sweeper and
+the notification sender."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import uuid
 
 import aiohttp
 
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.notify import Sender
 from shared.schemas import UploadBatches
-from shared.settings import Settings
+from shared.settings import UPLOADER_METRICS_PORT, Settings
 from uploader.deps import Deps
 from uploader.handler import BATCHES_AT_ONCE, handle_upload_batches
 from uploader.poller import run_poller
@@ -23,7 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    settings.require_production_secrets()
+    # a consumer also sends the notifications, signed with NOTIFY_SIGNING_KEY
+    settings.require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     # each batch being uploaded holds a connection for its lock and borrows another for its queries;
@@ -42,7 +45,8 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             message = UploadBatches(batch_ids=batch_ids)
             await asyncio.wait_for(broker.publish(exchange, broker.CONVERSION_UPLOADS, message), timeout=5.0)
 
-        async with aiohttp.ClientSession() as session:
+        metrics_port = UPLOADER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
+        async with metrics.endpoint(settings.host, metrics_port), aiohttp.ClientSession() as session:
             deps = Deps(
                 pool=pool,
                 session=session,
@@ -52,6 +56,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
             background = [
                 asyncio.create_task(run_poller(deps, stop)),
                 asyncio.create_task(run_sweeper(deps, requeue, stop)),
+                asyncio.create_task(Sender(pool, settings).run(stop)),
             ]
             try:
                 await serve(

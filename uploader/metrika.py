@@ -16,6 +16,8 @@ class ConversionsApi(MetrikaApi):
     upload is sent again only after a 429 (refused before any work): whether an attempt that got no answer
     arrived is the caller's to check first."""
 
+    api = "conversions"
+
     async def upload(self, id_type: str, csv_bytes: bytes, comment: str) -> dict[str, Any]:
         params = {"client_id_type": id_type, "comment": comment}
         # a 429 is a quota refusal before any work: that one is safe to send again at once

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import errors
+from shared import errors, metrics
 from shared.db import batches
 from shared.metrika import MetrikaError
 from uploader import batch_status
@@ -119,6 +119,7 @@ async def poll_file(deps: Deps, file: asyncpg.Record) -> None:
                 _int(uploading.get("goal_not_found_quantity")),
             )
             await batch_status.refresh(conn, file["batch_id"])
+        metrics.UPLOADS.labels("processed").inc()
     elif state == "LINKAGE_FAILURE":
         await _end(deps, file, LINKAGE_FAILURE, state)
     elif state in IN_PROGRESS:
@@ -159,6 +160,7 @@ async def _end(
             conn, file["id"], reason, state, retryable=False, check_again_s=check_again_s
         )
         await batch_status.refresh(conn, file["batch_id"])
+    metrics.UPLOADS.labels("failed").inc()
 
 
 def _poll_interval_s(deps: Deps, age_s: float) -> float:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
-from shared.db import Executor
+from shared.db import Executor, notifications
 
 INSERT_BATCH = """
 INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
@@ -35,11 +35,12 @@ FROM jsonb_array_elements($2::text::jsonb) AS r
 # (foreign keys are checked at the statement's end, after every CTE ran)
 STORE = f"""
 WITH new_batches AS (
-    INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status)
-    SELECT (b->>0)::uuid, b->>1, (b->>2)::uuid, (b->>3)::uuid, (b->>4)::bigint, decode(b->>5, 'base64'), b->>6
+    INSERT INTO batches (id, source, task_id, webhook_id, counter_id, token_enc, status, callback_url)
+    SELECT (b->>0)::uuid, b->>1, (b->>2)::uuid, (b->>3)::uuid, (b->>4)::bigint, decode(b->>5, 'base64'),
+           b->>6, b->>7
     FROM json_array_elements($1::json) AS b
 ), new_rows AS ({INSERT_ROWS_FROM_JSON})
-INSERT INTO outbox (routing_key, body) VALUES ($3, $4) RETURNING id
+INSERT INTO outbox (routing_key, body, headers) VALUES ($3, $4, $5) RETURNING id
 """
 
 
@@ -54,6 +55,7 @@ class NewBatch(NamedTuple):
     token_enc: bytes
     status: str
     records: Sequence[tuple[Any, ...]]
+    callback_url: str | None = None
 
 
 # `next_attempt_at`, `attempts`, `last_error`: the retry being waited for, of the upload (the batch's own
@@ -74,7 +76,9 @@ SELECT b.id, b.source, b.status, b.error, b.task_id, b.webhook_id, b.counter_id,
            CASE WHEN b.status IN ('accepted', 'pending') THEN b.last_error END,
            (SELECT f.last_error FROM upload_files f WHERE f.batch_id = b.id AND f.last_error IS NOT NULL
             ORDER BY f.updated_at DESC LIMIT 1)
-       ) AS last_error
+       ) AS last_error,
+       coalesce(b.callback_url, (SELECT w.callback_url FROM webhooks w WHERE w.id = b.webhook_id))
+         AS callback_url
 FROM batches b
 """
 GET_STATUS = STATUS + " WHERE b.id = $1"
@@ -113,16 +117,26 @@ UPLOADS_DONE = """
 UPDATE batches SET next_attempt_at = NULL, retrying_since = NULL, last_error = NULL, requeues = 0
 WHERE id = $1
 """
-SET_STATUS = """
-UPDATE batches SET status = $2, error = coalesce($3, error), updated_at = now()
-WHERE id = $1 AND status <> $2 AND status NOT IN ('completed', 'error')
+# both write, in the same statement, the notification of a batch that reaches its final status
+SET_STATUS = f"""
+WITH changed AS (
+    UPDATE batches SET status = $2, error = coalesce($3, error), updated_at = now()
+    WHERE id = $1 AND status <> $2 AND status NOT IN ('completed', 'error')
+    RETURNING {notifications.BATCH_RETURNING}
+), noted AS ({notifications.batch_note("changed")})
+SELECT count(*) FROM changed
 """
 # the status its files decide; a batch in error is corrected to completed when a file Metrika had not
 # finished in time is processed after all (a completed batch never changes)
-SET_STATUS_FROM_FILES = """
-UPDATE batches SET status = $2, error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($3, error) END,
-       updated_at = now()
-WHERE id = $1 AND status <> $2 AND status <> 'completed' AND (status <> 'error' OR $2 = 'completed')
+SET_STATUS_FROM_FILES = f"""
+WITH changed AS (
+    UPDATE batches
+    SET status = $2, error = CASE WHEN $2 = 'completed' THEN NULL ELSE coalesce($3, error) END,
+        updated_at = now()
+    WHERE id = $1 AND status <> $2 AND status <> 'completed' AND (status <> 'error' OR $2 = 'completed')
+    RETURNING {notifications.BATCH_RETURNING}
+), noted AS ({notifications.batch_note("changed")})
+SELECT count(*) FROM changed
 """
 PENDING_ROWS = """
 SELECT idx, id_type, identifier, target FROM conversions
@@ -323,11 +337,18 @@ async def insert_batch(
     await db.execute(INSERT_BATCH, batch_id, source, task_id, webhook_id, counter_id, token_enc, status)
 
 
-async def store(db: Executor, new: Sequence[NewBatch], routing_key: str, message: dict[str, Any]) -> int:
-    """Store batches, their rows and one outbox row carrying `message`; the outbox id."""
-    batch_rows = [(*b[:5], base64.b64encode(b.token_enc).decode(), b.status) for b in new]
+async def store(
+    db: Executor,
+    new: Sequence[NewBatch],
+    routing_key: str,
+    message: dict[str, Any],
+    headers: dict[str, Any] | None = None,
+) -> int:
+    """Store batches, their rows and one outbox row carrying `message` and `headers`; the outbox id."""
+    batch_rows = [(*b[:5], base64.b64encode(b.token_enc).decode(), b.status, b.callback_url) for b in new]
     records = [record for b in new for record in b.records]
-    return int(await db.fetchval(STORE, as_json(batch_rows), records_json(records), routing_key, message))
+    args = (as_json(batch_rows), records_json(records), routing_key, message, headers or None)
+    return int(await db.fetchval(STORE, *args))
 
 
 def as_json(rows: Sequence[Sequence[Any]]) -> str:
@@ -382,14 +403,14 @@ async def get(db: Executor, batch_id: uuid.UUID, *, for_update: bool = False) ->
 
 async def set_status(db: Executor, batch_id: uuid.UUID, new_status: str, error: str | None = None) -> None:
     """Move a batch that is not final yet; a final status is never overwritten."""
-    await db.execute(SET_STATUS, batch_id, new_status, error)
+    await db.fetchval(SET_STATUS, batch_id, new_status, error)
 
 
 async def set_status_from_files(
     db: Executor, batch_id: uuid.UUID, new_status: str, error: str | None
 ) -> None:
     """The status the batch's files decide (an error is corrected to completed, see the query)."""
-    await db.execute(SET_STATUS_FROM_FILES, batch_id, new_status, error)
+    await db.fetchval(SET_STATUS_FROM_FILES, batch_id, new_status, error)
 
 
 async def take(db: Executor, batch_id: uuid.UUID, lease_s: float) -> None:

@@ -9,10 +9,10 @@ import asyncpg
 
 from shared.db import Executor
 
-INSERT = "INSERT INTO outbox (routing_key, body) VALUES ($1, $2) RETURNING id"
+INSERT = "INSERT INTO outbox (routing_key, body, headers) VALUES ($1, $2, $3) RETURNING id"
 # SKIP LOCKED lets several gateway replicas relay side by side without publishing a row twice at once
 LOCK_PENDING = """
-SELECT id, routing_key, body FROM outbox
+SELECT id, routing_key, body, headers FROM outbox
 WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $2) AND id <> ALL($3::bigint[])
 ORDER BY id LIMIT $1
 FOR UPDATE SKIP LOCKED
@@ -24,8 +24,11 @@ MARK_PUBLISHED = (
 COUNT_PENDING = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 
 
-async def add(db: Executor, routing_key: str, body: dict[str, Any]) -> int:
-    return int(await db.fetchval(INSERT, routing_key, body))
+async def add(
+    db: Executor, routing_key: str, body: dict[str, Any], headers: dict[str, Any] | None = None
+) -> int:
+    """A row to publish `body` under `routing_key` with `headers` (shared.logs.message_headers)."""
+    return int(await db.fetchval(INSERT, routing_key, body, headers or None))
 
 
 async def lock_pending(

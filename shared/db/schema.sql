@@ -276,3 +276,49 @@ DO $$ BEGIN  -- once: a CRM event that makes no conversion is kept as an `ignore
             CHECK (status IN ('pending', 'uploaded', 'completed', 'error', 'duplicate', 'ignored'));
     END IF;
 END $$;
+
+-- issue 11: the headers a message is published with (the id of the request that wrote it, shared/logs.py)
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS headers jsonb;
+-- issue 11: listings and search. A scored visit keeps its device class (the model that scored it: 'desktop'
+-- or 'mobile'; NULL for rows stored before, shown as "unknown"). Listings are newest first: tasks by
+-- creation (also by counter and day), a webhook's batches by time (this index replaces batches_webhook:
+-- it serves the credentials update by webhook too), uploads (bulk and single batches) by time. Search finds
+-- rows by identifier (client id, user id, yclid: a row keeps one, with its type) and by purchase id (a CRM
+-- row's lead or deal id).
+ALTER TABLE task_visits ADD COLUMN IF NOT EXISTS device_class text;
+-- a completed task's count of level-4+ visits (its stored rows), kept for the listing; counted once for
+-- tasks completed before
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS level4_visits integer;
+UPDATE tasks t SET level4_visits = (SELECT count(*) FROM task_visits v WHERE v.task_id = t.id)
+WHERE status = 'completed' AND level4_visits IS NULL;
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, created_at);
+CREATE INDEX IF NOT EXISTS tasks_counter ON tasks (counter, created_at);
+CREATE INDEX IF NOT EXISTS tasks_day ON tasks (day);
+CREATE INDEX IF NOT EXISTS batches_webhook_time ON batches (webhook_id, created_at) WHERE webhook_id IS NOT NULL;
+DROP INDEX IF EXISTS batches_webhook;
+CREATE INDEX IF NOT EXISTS batches_uploads ON batches (created_at) WHERE source IN ('bulk', 'single');
+CREATE INDEX IF NOT EXISTS conversions_identifier ON conversions (identifier, id_type)
+    WHERE identifier IS NOT NULL;
+CREATE INDEX IF NOT EXISTS conversions_purchase ON conversions (purchase_id) WHERE purchase_id IS NOT NULL;
+-- issue 11: notifications. A task, an upload (bulk, single) or a webhook may name a callback URL; the
+-- statement that gives a task or batch its final status also writes its notification here (the signed
+-- summary POSTed to the URL by shared/notify.py), retried until next_attempt_at passes the horizon
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS callback_url text;
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS callback_url text;
+ALTER TABLE webhooks ADD COLUMN IF NOT EXISTS callback_url text;
+CREATE TABLE IF NOT EXISTS notifications (
+    id              bigserial PRIMARY KEY,
+    kind            text NOT NULL CHECK (kind IN ('task', 'upload', 'batch')),
+    subject_id      uuid NOT NULL,  -- the task's or the batch's id
+    url             text NOT NULL,
+    body            jsonb NOT NULL,
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    last_error      text,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);

@@ -8,15 +8,15 @@ from collections.abc import AsyncIterable, Sequence
 
 import asyncpg
 
-from shared.db import Executor
+from shared.db import Executor, notifications
 
 INSERT = """
-INSERT INTO tasks (id, day, counter, token_enc, message) VALUES ($1, $2, $3, $4, 'queued')
+INSERT INTO tasks (id, day, counter, token_enc, message, callback_url) VALUES ($1, $2, $3, $4, 'queued', $5)
 """
 GET = """
 SELECT id, day, counter, token_enc, status, progress, message, error, attempts, total_visits,
        model_version, created_at, started_at, finished_at, next_attempt_at, last_error, lease_until,
-       retrying_since, requeues, updated_at
+       retrying_since, requeues, updated_at, level4_visits, callback_url
 FROM tasks WHERE id = $1
 """
 # a redelivered or concurrent message may only restart a task that has not finished (the caller holds the
@@ -36,10 +36,16 @@ PROGRESS = """
 UPDATE tasks SET progress = GREATEST(progress, $2), message = $3, updated_at = now()
 WHERE id = $1 AND status = 'running'
 """
-FAIL = """
-UPDATE tasks SET status = 'failed', error = $2, message = $3, finished_at = now(), next_attempt_at = NULL,
-       lease_until = NULL, requeues = 0, updated_at = now()
-WHERE id = $1 AND status IN ('pending', 'running')
+# what a finishing statement RETURNS for its notification (shared/db/notifications.py)
+_FINISHED = "id, day, counter, status, error, total_visits, finished_at, callback_url"
+FAIL = f"""
+WITH changed AS (
+    UPDATE tasks SET status = 'failed', error = $2, message = $3, finished_at = now(), next_attempt_at = NULL,
+           lease_until = NULL, requeues = 0, updated_at = now()
+    WHERE id = $1 AND status IN ('pending', 'running')
+    RETURNING {_FINISHED}
+), noted AS ({notifications.task_note("changed")})
+SELECT count(*) FROM changed
 """
 # a transient failure: back to pending until next_attempt_at, unless it has been retrying for the horizon
 RETRY_LATER = """
@@ -60,11 +66,17 @@ WHERE id = $1 AND status = 'failed'
 RETURNING id
 """
 CLEAR_VISITS = "DELETE FROM task_visits WHERE task_id = $1"
-# 'pending' too: a scorer that lost its lease (the sweeper re-queued the task) still delivers a true result
-COMPLETE = """
-UPDATE tasks SET status = 'completed', progress = 100, message = $2, total_visits = $3, model_version = $4,
-       finished_at = now(), next_attempt_at = NULL, lease_until = NULL, requeues = 0, updated_at = now()
-WHERE id = $1 AND status IN ('running', 'pending')
+# 'pending' too: a scorer that lost its lease (the sweeper re-queued the task) still delivers a true result;
+# $5: the level-4+ visits stored
+COMPLETE = f"""
+WITH changed AS (
+    UPDATE tasks SET status = 'completed', progress = 100, message = $2, total_visits = $3,
+           model_version = $4, level4_visits = $5, finished_at = now(), next_attempt_at = NULL,
+           lease_until = NULL, requeues = 0, updated_at = now()
+    WHERE id = $1 AND status IN ('running', 'pending')
+    RETURNING {_FINISHED}
+), noted AS ({notifications.task_note("changed", "$5")})
+SELECT count(*) FROM changed
 """
 COUNT_VISITS = "SELECT count(*) FROM task_visits WHERE task_id = $1"
 PAGE_VISITS = """
@@ -72,6 +84,23 @@ SELECT visit_id, client_id, date_time, visit_duration, score, model_version
 FROM task_visits WHERE task_id = $1
 ORDER BY seq
 LIMIT $2 OFFSET $3
+"""
+# one client's visits of a task (GET /tasks/{id}/result?client_id=): the task's rows in order, filtered (no
+# index of its own: it would slow every result's COPY, and a task's rows are read in order anyway)
+COUNT_CLIENT_VISITS = "SELECT count(*) FROM task_visits WHERE task_id = $1 AND client_id = $2"
+PAGE_CLIENT_VISITS = """
+SELECT visit_id, client_id, date_time, visit_duration, score, model_version
+FROM task_visits WHERE task_id = $1 AND client_id = $4
+ORDER BY seq
+LIMIT $2 OFFSET $3
+"""
+# the dashboard's charts of a task: its visits counted by hour of visit start, score decile and device
+# class (NULL for rows stored before the class was kept); at most 24 x 10 x 3 groups
+SUMMARY = """
+SELECT extract(hour FROM date_time)::int AS hour, least(width_bucket(score, 0, 1, 10), 10) AS bucket,
+       device_class, count(*) AS n
+FROM task_visits WHERE task_id = $1
+GROUP BY 1, 2, 3
 """
 ALL_VISITS = """
 SELECT visit_id, client_id, date_time FROM task_visits WHERE task_id = $1 ORDER BY seq
@@ -132,11 +161,19 @@ VISIT_COLUMNS = (
     "visit_duration",
     "score",
     "model_version",
+    "device_class",
 )
 
 
-async def insert(db: Executor, task_id: uuid.UUID, day: dt.date, counter: int, token_enc: bytes) -> None:
-    await db.execute(INSERT, task_id, day, counter, token_enc)
+async def insert(
+    db: Executor,
+    task_id: uuid.UUID,
+    day: dt.date,
+    counter: int,
+    token_enc: bytes,
+    callback_url: str | None = None,
+) -> None:
+    await db.execute(INSERT, task_id, day, counter, token_enc, callback_url)
 
 
 async def get(db: Executor, task_id: uuid.UUID) -> asyncpg.Record | None:
@@ -158,7 +195,8 @@ async def set_progress(db: Executor, task_id: uuid.UUID, progress: int, message:
 
 
 async def fail(db: Executor, task_id: uuid.UUID, error: str, message: str = "failed") -> None:
-    await db.execute(FAIL, task_id, error, message)
+    """End a pending or running task in failure (and write its notification, if it names a callback)."""
+    await db.fetchval(FAIL, task_id, error, message)
 
 
 async def retry_later(
@@ -198,8 +236,7 @@ async def store_result(
                 if copied != f"COPY {count}":
                     raise ValueError(f"task {task_id}: {count} visits to store, but {copied}")
             message = f"{count} level-4+ visits of {total_visits}"
-            status = await conn.execute(COMPLETE, task_id, message, total_visits, model_version)
-            if status != "UPDATE 1":
+            if await conn.fetchval(COMPLETE, task_id, message, total_visits, model_version, count) != 1:
                 # someone else finished or failed it meanwhile: keep their outcome, roll our rows back
                 raise _NotRunning
     except _NotRunning:
@@ -217,6 +254,21 @@ async def count_visits(db: Executor, task_id: uuid.UUID) -> int:
 
 async def page_visits(db: Executor, task_id: uuid.UUID, limit: int, offset: int) -> list[asyncpg.Record]:
     return list(await db.fetch(PAGE_VISITS, task_id, limit, offset))
+
+
+async def count_client_visits(db: Executor, task_id: uuid.UUID, client_id: str) -> int:
+    return int(await db.fetchval(COUNT_CLIENT_VISITS, task_id, client_id))
+
+
+async def page_client_visits(
+    db: Executor, task_id: uuid.UUID, client_id: str, limit: int, offset: int
+) -> list[asyncpg.Record]:
+    return list(await db.fetch(PAGE_CLIENT_VISITS, task_id, limit, offset, client_id))
+
+
+async def summary(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
+    """(hour, bucket 1..10 of the score, device_class or None, n) groups of the task's visits."""
+    return list(await db.fetch(SUMMARY, task_id))
 
 
 async def all_visits(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:

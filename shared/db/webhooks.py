@@ -15,20 +15,20 @@ from shared.db.batches import INSERT_ROWS_FROM_JSON, as_json, records_json
 COLUMNS = "id, name, description, counter_id, is_active, created_at, updated_at"
 # what GET/PATCH answer: never a secret or token, only whether the Bitrix24 ones are set
 LISTED = f"""{COLUMNS}, source, mapping, application_token_enc IS NOT NULL AS has_application_token,
-    bitrix_webhook_url_enc IS NOT NULL AS has_bitrix_webhook_url"""
+    bitrix_webhook_url_enc IS NOT NULL AS has_bitrix_webhook_url, callback_url"""
 INSERT = f"""
 INSERT INTO webhooks (
     id, name, description, counter_id, token_enc, secret_hash, source, mapping, application_token_enc,
-    bitrix_webhook_url_enc
+    bitrix_webhook_url_enc, callback_url
 )
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 RETURNING {LISTED}
 """
 LIST = f"SELECT {LISTED} FROM webhooks ORDER BY created_at, id"
 # NO KEY: a submission storing a batch for it (its foreign key check) is not held up
 SOURCE_FOR_UPDATE = "SELECT source FROM webhooks WHERE id = $1 FOR NO KEY UPDATE"
-# PATCH: NULL leaves a field as it is; $3, $9 and $11 say whether description, application token and
-# Bitrix24 URL are given (they may be set to NULL)
+# PATCH: NULL leaves a field as it is; $3, $9, $11 and $13 say whether description, application token,
+# Bitrix24 URL and callback URL are given (they may be set to NULL)
 UPDATE = f"""
 UPDATE webhooks SET
     name = coalesce($2, name),
@@ -39,6 +39,7 @@ UPDATE webhooks SET
     is_active = coalesce($8, is_active),
     application_token_enc = CASE WHEN $9 THEN $10 ELSE application_token_enc END,
     bitrix_webhook_url_enc = CASE WHEN $11 THEN $12 ELSE bitrix_webhook_url_enc END,
+    callback_url = CASE WHEN $13 THEN $14 ELSE callback_url END,
     updated_at = now()
 WHERE id = $1
 RETURNING {LISTED}
@@ -80,7 +81,8 @@ APPLICATION_TOKEN = "SELECT application_token_enc FROM webhooks WHERE id = $1"
 # `verdict`: not_found, forbidden (wrong secret), inactive, limited, stored, or counted (within the limit
 # but carrying no batch: its body was refused).
 # $1: JSON [[webhook_id, base64 secret digest, batch_id or null], ...]; $2: the batches' rows; $5-$7: the
-# CRM requests' batch ids, content types and bodies as they came, kept with their batch.
+# CRM requests' batch ids, content types and bodies as they came, kept with their batch; $8: the
+# message's headers.
 _COUNT = rates.take_sql(
     "(SELECT webhook_id::text AS subject, count(*)::int AS wanted FROM ok"
     " GROUP BY webhook_id ORDER BY webhook_id) AS wanted",
@@ -115,8 +117,8 @@ WITH req AS (
     FROM unnest($5::uuid[], $6::text[], $7::bytea[]) AS c(batch_id, content_type, body)
     JOIN allowed ON allowed.batch_id = c.batch_id
 ), message AS (
-    INSERT INTO outbox (routing_key, body)
-    SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)) FROM allowed
+    INSERT INTO outbox (routing_key, body, headers)
+    SELECT $4, jsonb_build_object('batch_ids', jsonb_agg(batch_id ORDER BY ord)), $8::jsonb FROM allowed
     HAVING count(*) > 0
     RETURNING id, body
 )
@@ -148,6 +150,7 @@ class NewWebhook(NamedTuple):
     mapping: dict[str, Any] | None
     application_token_enc: bytes | None
     bitrix_webhook_url_enc: bytes | None
+    callback_url: str | None = None
 
 
 async def insert(db: Executor, new: NewWebhook) -> asyncpg.Record:
@@ -172,6 +175,8 @@ class Change(NamedTuple):
     application_token_enc: bytes | None
     bitrix_webhook_url_given: bool
     bitrix_webhook_url_enc: bytes | None
+    callback_url_given: bool = False
+    callback_url: str | None = None
 
 
 async def source_for_update(conn: asyncpg.Connection, webhook_id: uuid.UUID) -> str | None:
@@ -219,10 +224,15 @@ class Submission(NamedTuple):
 
 
 async def submit(
-    db: Executor, group: Sequence[Submission], rate_per_minute: int, routing_key: str
+    db: Executor,
+    group: Sequence[Submission],
+    rate_per_minute: int,
+    routing_key: str,
+    headers: dict[str, Any] | None = None,
 ) -> list[asyncpg.Record]:
     """Per submission, in order: its `verdict` (see SUBMIT), `seconds_left` until its webhook frees a slot
-    (when limited), and the group's `outbox_id` and `message` (None when nothing was stored)."""
+    (when limited), and the group's `outbox_id` and `message` (None when nothing was stored); the message
+    is written with `headers`."""
     requests = [(s.webhook_id, base64.b64encode(s.secret_digest).decode(), s.batch_id) for s in group]
     records = [record for s in group for record in s.records]
     crm = [s for s in group if s.raw is not None]  # the bodies travel as bytea, not inside the JSON
@@ -235,6 +245,7 @@ async def submit(
         [s.batch_id for s in crm],
         [s.raw[0] for s in crm if s.raw is not None],
         [s.raw[1] for s in crm if s.raw is not None],
+        headers or None,
     )
     return list(rows)
 

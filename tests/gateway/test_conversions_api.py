@@ -266,6 +266,7 @@ async def test_status_shapes(gateway, settings, pool):
         "processed": 0,
         "total": 4,
         **NOT_RETRYING,
+        "notification": None,
     }
 
     # what the uploader leaves behind: a failed row, a processed file with unlinked rows, a batch error
@@ -326,6 +327,7 @@ async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings
             "processed": 0,
             "total": 2,
             **NOT_RETRYING,
+            "notification": None,
         },
         {
             "upload_id": ids[1],
@@ -334,6 +336,7 @@ async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings
             "processed": 0,
             "total": 2,
             **NOT_RETRYING,
+            "notification": None,
         },
     ]
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.limits import FAILED_AUTH_PER_MINUTE
+from shared import errors
 from tests.conftest import API_KEY, completed_task, override
 
 HOOKS = "/webhook/offline-conversions"
@@ -122,6 +123,32 @@ async def test_a_500_carries_an_error_id_not_the_exception(settings, caplog):
     assert "ValueError" not in json.dumps(body) and "internal detail" not in json.dumps(body)
     (record,) = [r for r in caplog.records if body["error_id"] in r.getMessage()]
     assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+
+
+async def test_every_error_is_answered_by_the_middleware_in_one_shape(settings):
+    """One error type: status, detail, extra fields and headers; a 5xx AppError (a dead letter's reason
+    raised in a handler) is a bug to the client, answered as any 500."""
+
+    async def refused(request: web.Request) -> web.Response:
+        raise errors.Conflict("Заказ уже есть", extra={"order": 7}, headers={"Retry-After": "3"})
+
+    async def permanent(request: web.Request) -> web.Response:
+        raise errors.Permanent("stored Metrika token cannot be decrypted")
+
+    app = create_app(settings)
+    app.router.add_get("/refused", refused)
+    app.router.add_get("/permanent", permanent)
+    key = {"Authorization": f"Bearer {API_KEY}"}
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        resp = await client.get("/refused", headers=key)
+        assert resp.status == 409 and resp.headers["Retry-After"] == "3"
+        assert await resp.read() == '{"detail": "Заказ уже есть", "order": 7}'.encode()  # UTF-8, as FastAPI
+        resp = await client.get("/permanent", headers=key)
+        body = await resp.json()
+        assert resp.status == 500 and set(body) == {"detail", "error_id"}
+        assert body["detail"] == "Internal server error"
+        resp = await client.get("/no/such/route", headers=key)
+        assert resp.status == 404 and await resp.json() == {"detail": "Not Found"}
 
 
 async def test_tokens_must_be_printable_ascii(gateway, pool):

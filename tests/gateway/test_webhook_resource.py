@@ -392,10 +392,10 @@ async def test_a_token_change_reaches_the_batches_not_uploaded_yet(
     run_service(uploader_main, settings)
 
     async def final(batch_id):
-        body = await status_by_key(gateway, batch_id)
-        return body if body["status"] in ("completed", "error") else None
+        body = await status_by_key(gateway, batch_id)  # the upload vocabulary: "processed"
+        return body if body["status"] in ("processed", "error") else None
 
-    assert (await wait_for(lambda: final(waiting), timeout=60, interval=0.1))["status"] == "completed"
+    assert (await wait_for(lambda: final(waiting), timeout=60, interval=0.1))["status"] == "processed"
     control_status = await wait_for(lambda: final(refused), timeout=60, interval=0.1)
     assert control_status["status"] == "error"
     sent = [line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER)]

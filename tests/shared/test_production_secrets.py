@@ -53,7 +53,7 @@ async def test_each_service_refuses_to_start():
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("METRIKA_SCORE_ENV", "API_KEYS", "TOKEN_ENCRYPTION_KEY")
+        if k not in ("METRIKA_SCORE_ENV", "API_KEYS", "TOKEN_ENCRYPTION_KEY", "NOTIFY_SIGNING_KEY")
     }
     # were the check not first, these would fail some other way (nothing listens on port 9)
     env |= {"DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none", "AMQP_URL": "amqp://127.0.0.1:9/"}
@@ -66,6 +66,9 @@ async def test_each_service_refuses_to_start():
         _, err = await proc.communicate()
         return proc.returncode, err.decode().strip().splitlines()
 
-    results = await asyncio.gather(*(run(module) for module in ("gateway", "scorer", "uploader")))
-    for returncode, lines in results:
-        assert returncode == 1 and lines == [f"error: TOKEN_ENCRYPTION_KEY and API_KEYS{HINT}"], lines
+    gateway, *consumers = await asyncio.gather(*(run(m) for m in ("gateway", "scorer", "uploader")))
+    assert gateway == (1, [f"error: TOKEN_ENCRYPTION_KEY and API_KEYS{HINT}"]), gateway
+    # the consumers send the notifications, signed with NOTIFY_SIGNING_KEY
+    for returncode, lines in consumers:
+        assert returncode == 1, lines
+        assert lines == [f"error: TOKEN_ENCRYPTION_KEY, API_KEYS and NOTIFY_SIGNING_KEY{HINT}"], lines

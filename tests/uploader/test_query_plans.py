@@ -5,13 +5,15 @@ which took 1.3-1.9 s per statement at 30k rows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
+from typing import Any
 
 import pytest
 
 from shared import db
-from shared.db import batches
+from shared.db import batches, listings, tasks
 
 JIT_ABOVE_COST = 100_000
 BATCHES, ROWS_PER_BATCH = 1000, 100
@@ -85,11 +87,11 @@ QUERIES = {
 }
 
 
-async def plan_problems(pool) -> dict[str, str]:
+async def plan_problems(pool, queries: dict[str, tuple[Any, ...]] | None = None) -> dict[str, str]:
     """Per query that is not served well: what is wrong with its plan."""
     problems: dict[str, str] = {}
     async with pool.acquire() as conn:
-        for name, (query, *args) in QUERIES.items():
+        for name, (query, *args) in (QUERIES if queries is None else queries).items():
             plan = json.loads(await conn.fetchval("EXPLAIN (FORMAT JSON) " + query, *args))[0]["Plan"]
             scans = [n["Relation Name"] for n in _nodes(plan) if n["Node Type"] == "Seq Scan"]
             if scans or plan["Total Cost"] >= JIT_ABOVE_COST:
@@ -106,3 +108,95 @@ async def test_without_the_file_index_a_file_s_rows_are_a_whole_table_scan(fille
     await filled.execute("DROP INDEX conversions_file")
     problems = await plan_problems(filled)
     assert "file rows" in problems and "conversions" in problems["file rows"]
+
+
+# issue 11: the listings and the search, at 100k tasks, 100k scored visits of one task, 100k batches (half
+# of them webhook batches of 10 webhooks, half uploads) with a row each, some of them CRM rows
+LISTED = 100_000
+WEBHOOK = uuid.UUID(int=3)
+TASK = uuid.UUID(int=7)
+FILL_LISTED = """
+INSERT INTO webhooks (id, name, counter_id, token_enc, secret_hash)
+SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(w), 12, '0'))::uuid, 'w', 1, '\\x00', '\\x00'
+FROM generate_series(0, 9) AS w;
+INSERT INTO tasks (id, day, counter, token_enc, status, created_at)
+SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(t), 12, '0'))::uuid, date '2026-01-01' + t % 300, t % 100,
+       '\\x00', (ARRAY['completed', 'failed', 'pending', 'running'])[1 + t % 4],
+       now() - make_interval(secs => t)
+FROM generate_series(1, $1) AS t;
+INSERT INTO task_visits (task_id, seq, visit_id, client_id, date_time, visit_duration, score, model_version,
+                         device_class)
+SELECT '00000000-0000-0000-0000-000000000007', v, v::text, (v % 5000)::text,
+       timestamp '2026-01-01' + make_interval(secs => v), 100, (v % 100) / 100.0, 'v1',
+       (ARRAY['desktop', 'mobile'])[1 + v % 2]
+FROM generate_series(1, $1) AS v;
+INSERT INTO batches (id, source, webhook_id, counter_id, token_enc, status, created_at)
+SELECT ('00000000-0000-0000-0001-' || lpad(to_hex(b), 12, '0'))::uuid,
+       (ARRAY['webhook', 'single', 'webhook', 'bulk'])[1 + b % 4],
+       CASE WHEN b % 2 = 0 THEN ('00000000-0000-0000-0000-' || lpad(to_hex(b % 10), 12, '0'))::uuid END, 1,
+       '\\x00', (ARRAY['completed', 'accepted', 'error', 'processing', 'pending'])[1 + b % 5],
+       now() - make_interval(secs => b)
+FROM generate_series(1, $1) AS b;
+INSERT INTO conversions (batch_id, idx, id_type, identifier, target, date_time, purchase_id, status)
+SELECT ('00000000-0000-0000-0001-' || lpad(to_hex(b), 12, '0'))::uuid, 0,
+       (ARRAY['CLIENT_ID', 'USER_ID', 'YCLID'])[1 + b % 3], b::text, 'purchase', now(),
+       CASE WHEN b % 3 = 0 THEN 'p' || b END, 'completed'
+FROM generate_series(1, $1) AS b;
+INSERT INTO crm_requests (webhook_id, batch_id, body)
+SELECT '00000000-0000-0000-0000-000000000003', ('00000000-0000-0000-0001-' || lpad(to_hex(b), 12, '0'))::uuid,
+       '\\x00'
+FROM generate_series(0, $1, 100) AS b;
+"""
+
+
+@pytest.fixture
+async def listed(settings):
+    pool = await db.create_pool(settings.database_url)
+    async with pool.acquire() as conn:
+        for statement in FILL_LISTED.split(";\n")[:-1]:
+            await conn.execute(statement, LISTED) if "$1" in statement else await conn.execute(statement)
+        await conn.execute(
+            "ANALYZE tasks; ANALYZE task_visits; ANALYZE batches; ANALYZE conversions; ANALYZE crm_requests"
+        )
+    yield pool
+    await pool.close()
+
+
+def listing_queries() -> dict[str, tuple[Any, ...]]:
+    """Each listing's count and page query, with and without its filters."""
+    since, until = dt.datetime(2026, 1, 1, tzinfo=dt.UTC), dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    day = dt.date(2026, 3, 1)
+    listed = {
+        "tasks": listings.tasks_queries({}, 100, 0),
+        "tasks by status": listings.tasks_queries({"status": "failed"}, 100, 0),
+        "tasks by counter": listings.tasks_queries({"counter": 42}, 100, 0),
+        "tasks by day": listings.tasks_queries({"day": day}, 100, 0),
+        "tasks by days": listings.tasks_queries(
+            {"day_from": day, "day_to": day + dt.timedelta(days=6)}, 100, 0
+        ),
+        "tasks by all": listings.tasks_queries(
+            {"status": "completed", "counter": 42, "day_from": day, "day_to": day}, 100, 0
+        ),
+        "webhook batches": listings.webhook_batches_queries(WEBHOOK, None, None, None, 100, 0),
+        "webhook batches filtered": listings.webhook_batches_queries(WEBHOOK, "error", since, until, 100, 0),
+        "uploads": listings.uploads_queries(None, None, 100, 0),
+        "uploads by status": listings.uploads_queries(None, "completed", 100, 0),
+        "uploads by task": listings.uploads_queries(TASK, "completed", 100, 0),
+        "search client": listings.search_queries({"client_id": "300"}, 100, 0),
+        "search user": listings.search_queries({"user_id": "301"}, 100, 0),
+        "search yclid": listings.search_queries({"yclid": "302"}, 100, 0),
+        "search purchase": listings.search_queries({"purchase_id": "p300"}, 100, 0),
+        "search crm": listings.search_queries({"crm_id": "p300"}, 100, 0),
+    }
+    queries: dict[str, tuple[Any, ...]] = {}
+    for name, ((count, count_args), (page, page_args)) in listed.items():
+        queries[f"{name} (count)"] = (count, *count_args)
+        queries[f"{name} (page)"] = (page, *page_args)
+    queries["result by client"] = (tasks.PAGE_CLIENT_VISITS, TASK, 100, 0, "42")
+    queries["result by client (count)"] = (tasks.COUNT_CLIENT_VISITS, TASK, "42")
+    queries["summary"] = (tasks.SUMMARY, TASK)
+    return queries
+
+
+async def test_every_listing_and_search_is_indexed_at_100k_rows(listed):
+    assert await plan_problems(listed, listing_queries()) == {}

@@ -16,7 +16,8 @@ from uploader.main import main as uploader_main
 COUNTER = 7373
 OTHER_COUNTER = 7374
 HOUR_AGO = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
-FINAL = ("completed", "error")
+FINAL = ("processed", "error")  # an upload's final states (a webhook batch ends "completed")
+BATCH_FINAL = ("completed", "error")
 
 
 async def _single(gateway, client_id: str, *, counter: int = COUNTER, target: str = "purchase") -> str:
@@ -65,7 +66,7 @@ async def test_an_outage_leaves_the_upload_pending_with_its_next_attempt_until_m
 
     sandbox.app[FAULTS].clear()
     body = await _final(gateway, upload_id)
-    assert body["status"] == "completed" and body["processed"] == 1
+    assert body["status"] == "processed" and body["processed"] == 1
     assert body["next_attempt_at"] is None and body["last_error"] is None
     assert _sent(sandbox) == ["501"]
 
@@ -80,7 +81,7 @@ async def test_a_lost_answer_while_the_uploadings_list_fails_is_adopted_never_se
     run_service(uploader_main, override(settings, http_retry_attempts=1))
     upload_id = await _single(gateway, "601")
     body = await _final(gateway, upload_id)
-    assert body["status"] == "completed" and body["processed"] == 1
+    assert body["status"] == "processed" and body["processed"] == 1
     assert _sent(sandbox) == ["601"]
 
 
@@ -104,7 +105,7 @@ async def test_past_the_horizon_the_rows_end_in_error_and_a_retry_sends_them_onc
     assert resp.status == 202, await resp.text()
     assert await resp.json() == {"upload_id": upload_id, "status": "pending", "retried": 1}
     body = await _final(gateway, upload_id)
-    assert body["status"] == "completed" and body["processed"] == 1
+    assert body["status"] == "processed" and body["processed"] == 1
     # the retry found the upload Metrika had kept: the row reached Metrika exactly once
     assert _sent(sandbox) == ["701"]
 
@@ -130,7 +131,7 @@ async def test_a_goal_created_later_lets_a_retry_send_the_rows_it_held_back(
     resp = await gateway.post(f"/conversions/{upload_id}/retry")
     assert resp.status == 202
     body = await _final(gateway, upload_id)
-    assert body["status"] == "completed" and body["processed"] == 1 and body["errors"] is None
+    assert body["status"] == "processed" and body["processed"] == 1 and body["errors"] is None
     assert _sent(sandbox) == ["801"]
 
 
@@ -150,7 +151,7 @@ async def test_a_file_metrika_finishes_late_is_reported_then_corrected(
 
     async def corrected():
         body = await _status(gateway, upload_id)
-        return body if body["status"] == "completed" else None
+        return body if body["status"] == "processed" else None
 
     body = await wait_for(corrected, timeout=30)
     assert body["processed"] == 1 and body["errors"] is None
@@ -169,7 +170,7 @@ async def test_one_counter_s_hung_status_query_does_not_hold_up_another_counter(
     await wait_for(lambda: _is(gateway, stuck, "uploaded"))
     fine = await _single(gateway, "1002", counter=OTHER_COUNTER)
     body = await _final(gateway, fine)
-    assert body["status"] == "completed"
+    assert body["status"] == "processed"
     assert (await _status(gateway, stuck))["status"] == "uploaded"  # still waiting for its hung answer
 
 
@@ -193,7 +194,7 @@ async def test_the_sweeper_requeues_a_batch_whose_message_was_lost(gateway, sett
         await connection.close()
     run_service(uploader_main, override(settings, stale_after_s=0.5))
     body = await _final(gateway, upload_id)
-    assert body["status"] == "completed" and _sent(sandbox) == ["1101"]
+    assert body["status"] == "processed" and _sent(sandbox) == ["1101"]
 
 
 async def _has_message(queue) -> bool:
@@ -236,7 +237,7 @@ async def test_a_webhook_batch_is_retried_by_hand_under_its_own_webhook_only(
             headers={"X-Webhook-Secret": hook["secret"], "Authorization": ""},
         )
         body = await resp.json()
-        return body if body["status"] in FINAL else None
+        return body if body["status"] in BATCH_FINAL else None
 
     assert (await wait_for(final))["status"] == "error"
     goal = {"goal": {"name": "Signup", "type": "action", "conditions": [{"type": "exact", "url": "signup"}]}}

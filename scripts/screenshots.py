@@ -1,0 +1,123 @@
+"""`make screenshots`: the demo's stack and data (scripts.demo), plus a webhook batch with a refused row and
+a message the scorer cannot read (a dead letter), then the dashboard's pages in headless Chromium, saved to
+docs/screenshots/."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+
+import aio_pika
+import aiohttp
+from playwright.async_api import Page, async_playwright
+
+from scripts.demo import API_KEY, COUNTER, ROOT, Stack, score_a_day, upload_conversions, wait_http
+from shared import broker
+
+OUT = ROOT / "docs" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+async def more_data(session: aiohttp.ClientSession, gateway: str, stack: Stack, visitor: str) -> str:
+    """A webhook batch sent with ?partial=true holding one row the gateway refuses, and a dead letter."""
+    async with session.post(
+        f"{gateway}/webhook/offline-conversions",
+        json={"name": "Shop orders", "counter_id": COUNTER, "token": "sandbox-token", "description": "site"},
+    ) as resp:
+        hook = await resp.json()
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(microsecond=0).isoformat()
+    rows = [
+        {
+            "client_id": visitor,
+            "target": "purchase",
+            "date_time": when,
+            "price": 990,
+            "purchase_id": "A-1001",
+        },
+        {"yclid": "8316391249123456789", "target": "purchase", "date_time": when, "purchase_id": "A-1002"},
+        {"client_id": visitor, "target": "purchase", "date_time": "31.12.2025 18:00"},
+    ]
+    headers = {"X-Webhook-Secret": hook["secret"], "Authorization": ""}
+    url = f"{gateway}/webhook/offline-conversions/{hook['webhook_id']}?partial=true"
+    async with session.post(url, json={"conversions": rows}, headers=headers) as resp:
+        batch = await resp.json()
+    connection = await aio_pika.connect(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(broker.Topology(stack.prefix).exchange)
+        message = aio_pika.Message(b'{"task_id": "not-a-task"}', content_type="application/json")
+        await exchange.publish(message, routing_key=broker.SCORE_TASKS)
+    for _ in range(60):  # until Metrika (the sandbox) has processed the batch's files
+        async with session.get(f"{gateway}/conversions/{batch['batch_id']}/status") as resp:
+            status = (await resp.json())["status"]
+        print(f"batch {batch['batch_id']}: {status}")
+        if status not in ("accepted", "pending", "uploaded", "processing"):
+            break
+        await asyncio.sleep(1)
+    return f"#/webhooks/{hook['webhook_id']}/batches/{batch['batch_id']}"
+
+
+async def shoot(gateway: str, pages: dict[str, str]) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page: Page = await browser.new_page(viewport={"width": 1280, "height": 860})
+        await page.goto(f"{gateway}/ui/")
+        await page.get_by_label("API key").fill(API_KEY)
+        await page.get_by_role("button", name="Continue").click()
+        for name, where in pages.items():
+            await page.goto(f"{gateway}/ui/{where}")
+            await page.wait_for_load_state("networkidle")
+            await page.wait_for_timeout(500)
+            await page.screenshot(path=str(OUT / f"{name}.png"))
+            print(f"docs/screenshots/{name}.png")
+        await browser.close()
+
+
+async def run(stack: Stack) -> None:
+    gateway = f"http://127.0.0.1:{stack.gateway_port}"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        stack.start("sandbox", "--port", str(stack.sandbox_port))
+        await wait_http(session, f"http://127.0.0.1:{stack.sandbox_port}/sandbox/requests", "sandbox")
+        stack.start("gateway")
+        await wait_http(session, f"{gateway}/health", "gateway")
+        stack.start("scorer")
+        stack.start("uploader")
+        outcome = await score_a_day(session, gateway, dt.date.today() - dt.timedelta(days=1))
+        await upload_conversions(session, gateway, outcome)
+        visitor = outcome["result"]["data"][0]["clientId"]
+        batch_page = await more_data(session, gateway, stack, visitor)
+        await shoot(
+            gateway,
+            {
+                "tasks": "#/tasks",
+                "task": f"#/tasks/{outcome['task_id']}",
+                "uploads": "#/uploads",
+                "webhooks": "#/webhooks",
+                "webhook-batch": batch_page,
+                "dead-letters": "#/dead-letters",
+                "search": f"#/search?client_id={visitor}",
+            },
+        )
+
+
+def main() -> None:
+    stack = Stack()
+    try:
+        asyncio.run(run(stack))
+    finally:
+        stack.stop()
+        asyncio.run(stack.drop_queues())
+
+
+if __name__ == "__main__":
+    main()
