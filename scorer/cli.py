@@ -19,12 +19,13 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import calibration, model, pipeline, scoring
+from scorer import arrays, model, pipeline, scoring
 from scorer.progress import Progress
 from shared.settings import Settings
 
 SEED_FIELDS = ("visitId", "clientId", "dateTime", "visitDuration")
 _JSON_ROWS = 1 << 16  # records written at a time
+_QUOTE, _NOTHING = arrays.scalar('"'), arrays.scalar("")
 
 
 def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
@@ -61,8 +62,7 @@ def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespac
     calibrate.add_argument(
         "--target-precision",
         type=_fraction,
-        default=calibration.DEFAULT_TARGET,
-        help=f"precision to reach in each class (default {calibration.DEFAULT_TARGET})",
+        help="precision to reach in each class (default scorer.calibration.DEFAULT_TARGET)",
     )
     calibrate.add_argument(
         "--models-dir",
@@ -87,14 +87,15 @@ def _fraction(text: str) -> float:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from scorer import calibration  # loads pandas: only for this command (see scorer.arrays)
+
+    target = calibration.DEFAULT_TARGET if args.target_precision is None else args.target_precision
     try:
-        results = calibration.calibrate(
-            args.logs_dir, args.labels, args.out, args.models_dir, args.target_precision
-        )
+        results = calibration.calibrate(args.logs_dir, args.labels, args.out, args.models_dir, target)
     except (model.ModelMismatch, OSError, ValueError) as exc:  # LabelsError, TsvError, ... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"target precision {args.target_precision} (measured on the labelled visits themselves)")
+    print(f"target precision {target} (measured on the labelled visits themselves)")
     for r in results:
         how = "from the labels" if r.source == "labels" else "kept: too few labelled visits of this class"
         print(
@@ -212,12 +213,12 @@ def _records(visits: pa.Table) -> memoryview:
         if not pa.types.is_integer(column.type):
             # Quoted as it is when nothing in it needs a JSON escape (ids and times never do).
             if pc.all(pc.match_substring_regex(value, r'^[^"\\\x00-\x1f]*$')).as_py():
-                value = pc.binary_join_element_wise('"', value, '"', "")
+                value = pc.binary_join_element_wise(_QUOTE, value, _QUOTE, _NOTHING)
             else:
                 value = pa.array([json.dumps(v, ensure_ascii=False) for v in value.to_pylist()])
-        parts += [('  {\n    "' if i == 0 else ',\n    "') + name + '": ', value]
-    parts.append("\n  },\n")
-    records = pc.binary_join_element_wise(*parts, "").combine_chunks()
+        parts += [arrays.scalar(('  {\n    "' if i == 0 else ',\n    "') + name + '": '), value]
+    parts.append(arrays.scalar("\n  },\n"))
+    records = pc.binary_join_element_wise(*parts, _NOTHING).combine_chunks()
     # A string array's values lie back to back in its data buffer: the records, one after another.
     _, offsets, data = records.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[records.offset : records.offset + len(records) + 1]
