@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import functools
 import gc
 import json
 import sys
@@ -19,8 +17,8 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import arrays, model, pipeline, scoring
-from scorer.progress import Progress
+from scorer import arrays, model, scoring
+from scorer.progress import STAGES
 from shared.settings import Settings
 
 SEED_FIELDS = ("visitId", "clientId", "dateTime", "visitDuration")
@@ -111,36 +109,42 @@ class _Bar:
     def __init__(self) -> None:
         self.bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n_fmt}% [{elapsed}]", file=sys.stderr)
 
-    async def report(self, percent: int, message: str) -> None:
+    def show(self, percent: int, message: str) -> None:
         self.bar.set_description(message.ljust(18))
         self.bar.update(percent - self.bar.n)
 
+    async def report(self, percent: int, message: str) -> None:
+        self.show(percent, message)
 
-async def _score(args: argparse.Namespace, settings: Settings, models: model.Models) -> pa.Table:
+
+def _score_files(args: argparse.Namespace, models: model.Models) -> pa.Table:
+    """--logs-dir: the files scored on this thread (no event loop needed), the output as an Arrow table."""
     bar = _Bar()
     try:
-        if args.logs_dir is not None:
-            # As pipeline.score_files, but the output as an Arrow table, written out as it is.
-            loop = asyncio.get_running_loop()
-            progress = Progress(bar.report)
-
-            def on_stage(stage: str) -> None:
-                asyncio.run_coroutine_threadsafe(progress.stage(stage), loop)
-
-            score = functools.partial(scoring.score_table, args.logs_dir, models, on_stage)
-            visits, total = await loop.run_in_executor(None, score)
-        else:
-            import aiohttp  # the Logs API only: a --logs-dir run starts without it
-
-            settings = settings.model_copy(update={"metrika_api_url": args.api_url})
-            dest = Path(tempfile.mkdtemp(prefix=f"{args.counter}-{args.date}-", dir=Path.cwd()))
-            async with aiohttp.ClientSession() as session:
-                outcome = await pipeline.run(
-                    session, settings, args.token, args.counter, args.date, models, dest, bar.report
-                )
-            visits, total = pa.Table.from_pandas(outcome.visits, preserve_index=False), outcome.total_visits
-        await bar.report(100, f"{len(visits)} of {total}")
+        visits, total = scoring.score_table(
+            args.logs_dir, models, lambda stage: bar.show(STAGES[stage][0], stage)
+        )
+        bar.show(100, f"{len(visits)} of {total}")
         return visits
+    finally:
+        bar.bar.close()
+
+
+async def _download_and_score(args: argparse.Namespace, settings: Settings, models: model.Models) -> pa.Table:
+    import aiohttp  # the Logs API only: a --logs-dir run starts without it
+
+    from scorer import pipeline
+
+    bar = _Bar()
+    try:
+        settings = settings.model_copy(update={"metrika_api_url": args.api_url})
+        dest = Path(tempfile.mkdtemp(prefix=f"{args.counter}-{args.date}-", dir=Path.cwd()))
+        async with aiohttp.ClientSession() as session:
+            outcome = await pipeline.run(
+                session, settings, args.token, args.counter, args.date, models, dest, bar.report
+            )
+        bar.show(100, f"{len(outcome.visits)} of {outcome.total_visits}")
+        return pa.Table.from_pandas(outcome.visits, preserve_index=False)
     finally:
         bar.bar.close()
 
@@ -179,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         errors += (MetrikaError,)
     try:
         models = model.load_models(args.models_dir)
-        visits = asyncio.run(_score(args, settings, models))
+        if args.logs_dir is not None:
+            visits = _score_files(args, models)
+        else:
+            import asyncio
+
+            visits = asyncio.run(_download_and_score(args, settings, models))
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
