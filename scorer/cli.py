@@ -4,9 +4,7 @@ API's commands are in scorer.api_cli)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
-import functools
 import gc
 import json
 import sys
@@ -20,12 +18,13 @@ import pyarrow.compute as pc
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from scorer import api_cli, calibration, model, pipeline, scoring
-from scorer.progress import Progress
+from scorer import api_cli, arrays, model, scoring
+from scorer.progress import STAGES
 from shared.settings import Settings
 
 SEED_FIELDS = ("visitId", "clientId", "dateTime", "visitDuration")
 _JSON_ROWS = 1 << 16  # records written at a time
+_QUOTE, _NOTHING = arrays.scalar('"'), arrays.scalar("")
 
 
 def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
@@ -62,8 +61,7 @@ def _parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespac
     calibrate.add_argument(
         "--target-precision",
         type=_fraction,
-        default=calibration.DEFAULT_TARGET,
-        help=f"precision to reach in each class (default {calibration.DEFAULT_TARGET})",
+        help="precision to reach in each class (default scorer.calibration.DEFAULT_TARGET)",
     )
     calibrate.add_argument(
         "--models-dir",
@@ -88,14 +86,15 @@ def _fraction(text: str) -> float:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from scorer import calibration  # loads pandas: only for this command (see scorer.arrays)
+
+    target = calibration.DEFAULT_TARGET if args.target_precision is None else args.target_precision
     try:
-        results = calibration.calibrate(
-            args.logs_dir, args.labels, args.out, args.models_dir, args.target_precision
-        )
+        results = calibration.calibrate(args.logs_dir, args.labels, args.out, args.models_dir, target)
     except (model.ModelMismatch, OSError, ValueError) as exc:  # LabelsError, TsvError, ... are ValueErrors
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"target precision {args.target_precision} (measured on the labelled visits themselves)")
+    print(f"target precision {target} (measured on the labelled visits themselves)")
     for r in results:
         how = "from the labels" if r.source == "labels" else "kept: too few labelled visits of this class"
         print(
@@ -111,36 +110,42 @@ class _Bar:
     def __init__(self) -> None:
         self.bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n_fmt}% [{elapsed}]", file=sys.stderr)
 
-    async def report(self, percent: int, message: str) -> None:
+    def show(self, percent: int, message: str) -> None:
         self.bar.set_description(message.ljust(18))
         self.bar.update(percent - self.bar.n)
 
+    async def report(self, percent: int, message: str) -> None:
+        self.show(percent, message)
 
-async def _score(args: argparse.Namespace, settings: Settings, models: model.Models) -> pa.Table:
+
+def _score_files(args: argparse.Namespace, models: model.Models) -> pa.Table:
+    """--logs-dir: the files scored on this thread (no event loop needed), the output as an Arrow table."""
     bar = _Bar()
     try:
-        if args.logs_dir is not None:
-            # As pipeline.score_files, but the output as an Arrow table, written out as it is.
-            loop = asyncio.get_running_loop()
-            progress = Progress(bar.report)
-
-            def on_stage(stage: str) -> None:
-                asyncio.run_coroutine_threadsafe(progress.stage(stage), loop)
-
-            score = functools.partial(scoring.score_table, args.logs_dir, models, on_stage)
-            visits, total = await loop.run_in_executor(None, score)
-        else:
-            import aiohttp  # the Logs API only: a --logs-dir run starts without it
-
-            settings = settings.model_copy(update={"metrika_api_url": args.api_url})
-            dest = Path(tempfile.mkdtemp(prefix=f"{args.counter}-{args.date}-", dir=Path.cwd()))
-            async with aiohttp.ClientSession() as session:
-                outcome = await pipeline.run(
-                    session, settings, args.token, args.counter, args.date, models, dest, bar.report
-                )
-            visits, total = pa.Table.from_pandas(outcome.visits, preserve_index=False), outcome.total_visits
-        await bar.report(100, f"{len(visits)} of {total}")
+        visits, total = scoring.score_table(
+            args.logs_dir, models, lambda stage: bar.show(STAGES[stage][0], stage)
+        )
+        bar.show(100, f"{len(visits)} of {total}")
         return visits
+    finally:
+        bar.bar.close()
+
+
+async def _download_and_score(args: argparse.Namespace, settings: Settings, models: model.Models) -> pa.Table:
+    import aiohttp  # the Logs API only: a --logs-dir run starts without it
+
+    from scorer import pipeline
+
+    bar = _Bar()
+    try:
+        settings = settings.model_copy(update={"metrika_api_url": args.api_url})
+        dest = Path(tempfile.mkdtemp(prefix=f"{args.counter}-{args.date}-", dir=Path.cwd()))
+        async with aiohttp.ClientSession() as session:
+            outcome = await pipeline.run(
+                session, settings, args.token, args.counter, args.date, models, dest, bar.report
+            )
+        bar.show(100, f"{len(outcome.visits)} of {outcome.total_visits}")
+        return pa.Table.from_pandas(outcome.visits, preserve_index=False)
     finally:
         bar.bar.close()
 
@@ -182,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         errors += (MetrikaError,)
     try:
         models = model.load_models(args.models_dir)
-        visits = asyncio.run(_score(args, settings, models))
+        if args.logs_dir is not None:
+            visits = _score_files(args, models)
+        else:
+            import asyncio
+
+            visits = asyncio.run(_download_and_score(args, settings, models))
     except errors as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -216,12 +226,12 @@ def _records(visits: pa.Table) -> memoryview:
         if not pa.types.is_integer(column.type):
             # Quoted as it is when nothing in it needs a JSON escape (ids and times never do).
             if pc.all(pc.match_substring_regex(value, r'^[^"\\\x00-\x1f]*$')).as_py():
-                value = pc.binary_join_element_wise('"', value, '"', "")
+                value = pc.binary_join_element_wise(_QUOTE, value, _QUOTE, _NOTHING)
             else:
                 value = pa.array([json.dumps(v, ensure_ascii=False) for v in value.to_pylist()])
-        parts += [('  {\n    "' if i == 0 else ',\n    "') + name + '": ', value]
-    parts.append("\n  },\n")
-    records = pc.binary_join_element_wise(*parts, "").combine_chunks()
+        parts += [arrays.scalar(('  {\n    "' if i == 0 else ',\n    "') + name + '": '), value]
+    parts.append(arrays.scalar("\n  },\n"))
+    records = pc.binary_join_element_wise(*parts, _NOTHING).combine_chunks()
     # A string array's values lie back to back in its data buffer: the records, one after another.
     _, offsets, data = records.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int32)[records.offset : records.offset + len(records) + 1]

@@ -10,18 +10,20 @@ are.  ``prepare_visits`` turns a batch of visits into numbers once (``scorer.par
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scorer import join, parsing, tsv, workers
+from scorer import arrays, join, parsing, tsv, workers
 from scorer.join import MISSING, Join, scatter
 from scorer.parsing import FeatureError
 from scorer.spill import Spill
+
+if TYPE_CHECKING:  # pandas only for in-memory frames: scoring files never loads it (see scorer.arrays)
+    import pandas as pd
 
 __all__ = [
     "DESKTOP",
@@ -70,11 +72,13 @@ F64 = npt.NDArray[np.float64]
 # Offsets are packed with the visit position into one int64 sort key; 2**31 s is ~68 years.
 _OFFSET_BITS = 31
 _OFFSET_MAX = (1 << _OFFSET_BITS) - 1
-_DEVICE_CODES = pa.array(["1", "2", "3", "4"])
+_DEVICE_CODES = arrays.strings(["1", "2", "3", "4"])
 
 
 def device_class(series: pd.Series) -> pd.Series:
     """'mobile' for deviceCategory 2 (phone) and 3 (tablet), else 'desktop' (1, 4 TV, unknown)."""
+    import pandas as pd
+
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     table = np.array([MOBILE if str(u) in _MOBILE_CODES else DESKTOP for u in uniques], dtype=object)
     return pd.Series(table[codes], index=series.index, dtype=str)
@@ -84,7 +88,8 @@ def _device_codes(column: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int8]:
     if pa.types.is_integer(column.type):
         column = pc.cast(column, pa.string())
     found = pc.index_in(column, value_set=_DEVICE_CODES.cast(column.type))
-    codes: npt.NDArray[np.int8] = (pc.fill_null(found, -1).to_numpy() + 1).astype(np.int8)
+    found = pc.fill_null(found, arrays.scalar(-1, np.int32))
+    codes: npt.NDArray[np.int8] = (arrays.to_numpy(found) + 1).astype(np.int8)
     return codes
 
 
@@ -109,16 +114,16 @@ def prepare_visits(batch: pa.Table) -> tuple[pa.Table, U64]:
         "ym:s:visitID": batch.column("ym:s:visitID"),
         "ym:s:clientID": batch.column("ym:s:clientID"),
         "ym:s:dateTime": batch.column("ym:s:dateTime"),
-        "start": pa.array(start),
+        "start": arrays.from_numpy(start),
         **numbers,
-        "device": pa.array(_device_codes(batch.column("ym:s:deviceCategory"))),
-        "watch_ids": pa.array(per_row.astype(np.int32)),
+        "device": arrays.from_numpy(_device_codes(batch.column("ym:s:deviceCategory"))),
+        "watch_ids": arrays.from_numpy(per_row.astype(np.int32)),
     }
     return pa.table(prepared), listed
 
 
 def _numpy(table: pa.Table, name: str) -> npt.NDArray[Any]:
-    values: npt.NDArray[Any] = table.column(name).to_numpy()
+    values: npt.NDArray[Any] = arrays.to_numpy(table.column(name))
     return values
 
 
@@ -198,6 +203,8 @@ def _aggregate(group: I64, offset: I64, out: F64) -> None:
 def frame_batches(visits: pd.DataFrame, hits: pd.DataFrame) -> tuple[pa.Table, U64, I64]:
     """Frames as the reader's tables: visits as an Arrow table of tsv.VISIT_FIELDS, hits' watchID as
     uint64 and dateTime as seconds (either may be text, as the Logs API writes them, or numeric)."""
+    import pandas as pd
+
     table = pa.Table.from_pandas(visits[list(tsv.VISIT_FIELDS)], preserve_index=False)
     watch = hits["ym:pv:watchID"]
     if pd.api.types.is_integer_dtype(watch.dtype):
@@ -236,6 +243,8 @@ def join_frames(spill: Spill, table: pa.Table, hit_ids: U64, hit_times: I64) -> 
 
 def build_features(visits: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
     """FEATURES for each visit (float64 columns, in FEATURES order), indexed like ``visits``."""
+    import pandas as pd
+
     matrix = build_matrix(visits, hits)
     # The transpose of a C-ordered (features x visits) array is the block pandas keeps: no copy.
     return pd.DataFrame(matrix.T, index=visits.index, columns=list(FEATURES), copy=False)

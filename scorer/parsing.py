@@ -15,15 +15,17 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from scorer import arrays
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 
 MAX_DIGITS = 20  # 2**64 - 1 = 18446744073709551615
+_LENGTH = {pa.binary(): np.int32, pa.large_binary(): np.int64}  # binary_length's type
 _DATETIME_WIDTH = len("2024-03-01 10:00:00")
 _DATE_END = len("2024-03-01")
 
@@ -38,7 +40,7 @@ def as_arrow(values: Any) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
     elif not isinstance(values, pa.Array):
-        if isinstance(values, pd.Series):
+        if type(values).__module__.startswith("pandas"):  # a Series: its Arrow data, no copy
             values = values.array
         values = pa.array(values, type=pa.string(), from_pandas=True)
         if isinstance(values, pa.ChunkedArray):
@@ -94,7 +96,7 @@ def uint64s(values: Any, what: str = "id") -> U64:
     if int(raw.min()) < ord("0") or int(raw.max()) > ord("9"):
         raise FeatureError(f"{what}: expected decimal ids (digits only)")
     try:
-        ids: U64 = pc.cast(values, pa.uint64()).to_numpy()
+        ids: U64 = arrays.to_numpy(pc.cast(values, pa.uint64()))
     except pa.ArrowInvalid as exc:
         raise FeatureError(f"{what}: id does not fit UInt64") from exc
     return ids
@@ -120,7 +122,7 @@ def datetimes(values: Any, what: str = "dateTime") -> I64:
         stamps = pc.cast(text, pa.timestamp("s"))  # Arrow's ISO 8601 parser reads the bytes as they are
     except pa.ArrowInvalid as exc:
         raise FeatureError(f"{what}: invalid date-time ({exc})") from exc
-    seconds: I64 = stamps.view(pa.int64()).to_numpy()
+    seconds: I64 = arrays.to_numpy(stamps)
     return seconds
 
 
@@ -139,9 +141,11 @@ def id_lists(values: Any, what: str = "ym:s:watchIDs") -> tuple[U64, I64]:
         raise FeatureError(f"{what}: expected arrays of decimal ids like [1,2,3]")
     inner = pc.binary_slice(values, 1, -1)
     # '[]' lists nothing; as null it splits into no element at all (an empty string would give one).
-    inner = pc.if_else(pc.equal(pc.binary_length(inner), 0), pa.scalar(None, inner.type), inner)
+    empty = pc.equal(pc.binary_length(inner), arrays.scalar(0, _LENGTH[inner.type]))
+    inner = pc.if_else(empty, pa.nulls(1, inner.type)[0], inner)
     split = pc.split_pattern(inner, ",")
-    per_row: I64 = pc.fill_null(pc.list_value_length(split), 0).to_numpy().astype(np.int64)
+    lengths = pc.fill_null(pc.list_value_length(split), arrays.scalar(0, np.int32))
+    per_row: I64 = arrays.to_numpy(lengths).astype(np.int64)
     try:
         ids = uint64s(pc.list_flatten(split), what)
     except FeatureError as exc:

@@ -15,19 +15,21 @@ import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from scorer import features, forest, join, parsing, tsv, workers
+from scorer import arrays, features, forest, join, parsing, tsv, workers
 from scorer.features import DESKTOP, FEATURES, MOBILE
 from scorer.join import Join, Scattered, scatter
 from scorer.model import Models
 from scorer.parsing import FeatureError
 from scorer.spill import Spill
+
+if TYPE_CHECKING:  # pandas for the service's and the frames' output only (see scorer.arrays)
+    import pandas as pd
 
 OUTPUT_COLUMNS: tuple[str, ...] = (
     "visitId",
@@ -85,7 +87,9 @@ class _Selected:
     ) -> None:
         rows = np.flatnonzero(selected)
         columns = ["ym:s:visitID", "ym:s:clientID", "ym:s:dateTime", "start", "ym:s:visitDuration"]
-        self._parts.append((prepared.select(columns).take(rows), scores[rows], mobile[rows]))
+        self._parts.append(
+            (prepared.select(columns).take(arrays.from_numpy(rows)), scores[rows], mobile[rows])
+        )
 
     def table(self, version: str) -> pa.Table:
         """OUTPUT_COLUMNS, ordered by dateTime then (numeric) visitId."""
@@ -107,25 +111,27 @@ class _Selected:
             mobile = np.zeros(0, dtype=bool)
         self._parts.clear()
         visit_ids = parsing.uint64s(table.column("ym:s:visitID"), "ym:s:visitID")
-        order = pa.array(np.lexsort((visit_ids, table.column("start").to_numpy())))
+        order = np.lexsort((visit_ids, arrays.to_numpy(table.column("start"))))
         del visit_ids
         columns = []
         for name in ("ym:s:visitID", "ym:s:clientID", "ym:s:dateTime", "ym:s:visitDuration"):
-            column = table.column(name).take(order)  # a column at a time: one copy in memory at once
+            column = table.column(name).take(arrays.from_numpy(order))  # a column at a time: one copy
             table = table.drop_columns([name])
             # Read as bytes: checked as UTF-8 here, on the rows output.
             columns.append(column if name == "ym:s:visitDuration" else tsv.as_text(column))
-        positions = order.to_numpy()
         columns += [
-            pa.array(scores[positions]),
-            pa.array([version] * len(order), pa.string()),
-            pa.array(np.where(mobile[positions], MOBILE, DESKTOP), pa.string()),
+            arrays.from_numpy(scores[order]),
+            pa.repeat(arrays.scalar(version), order.size),
+            # the device class as text, without pyarrow's pandas-backed inference of numpy strings
+            arrays.strings([DESKTOP, MOBILE]).take(arrays.from_numpy(mobile[order].astype(np.int8))),
         ]
         return pa.table(columns, names=list(OUTPUT_COLUMNS))
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """A table of OUTPUT_COLUMNS as pandas (text as Arrow-backed str: no Python object per value)."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             name: pd.Series(column.to_pandas(), dtype=str)
@@ -176,8 +182,8 @@ def _visit_piece(piece: tsv.Piece, bits: int) -> tuple[pa.Table, Scattered]:
 
 def _hit_piece(piece: tsv.Piece, bits: int) -> Scattered:
     table = tsv.parse(piece, _HIT_KINDS)
-    times = pc.cast(table.column("ym:pv:dateTime"), pa.int64()).to_numpy()  # one copy of the chunks
-    return scatter(table.column("ym:pv:watchID").to_numpy(), times, bits)
+    times = arrays.to_numpy(table.column("ym:pv:dateTime"))
+    return scatter(arrays.to_numpy(table.column("ym:pv:watchID")), times, bits)
 
 
 def score_dir(

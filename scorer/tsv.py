@@ -31,14 +31,16 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+
+if TYPE_CHECKING:  # pandas for the frame helpers only (see scorer.arrays)
+    import pandas as pd
 
 # What the scorer asks the Logs API for; a download may hold more columns, never fewer.
 VISIT_FIELDS: tuple[str, ...] = (
@@ -298,6 +300,8 @@ def as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def to_frame(table: pa.Table) -> pd.DataFrame:
     """A table of ``batches`` as pandas: text as str, uint64/int64 as numpy ints, datetimes as
     datetime64[s]."""
+    import pandas as pd
+
     return pd.DataFrame(
         {
             name: (

@@ -124,10 +124,10 @@ def test_seed_json_is_json_dumps_of_the_records(tmp_path, monkeypatch):
         )
 
 
-def test_logs_dir_run_loads_no_sklearn_scipy_or_aiohttp_once_the_models_are_compiled(tmp_path):
+def test_logs_dir_run_loads_no_pandas_sklearn_scipy_or_aiohttp_once_the_models_are_compiled(tmp_path):
     day = simulator.simulate_day(99, DAY, n_visits=300)
     _write_parts(tmp_path / "logs", day)
-    heavy = "{'sklearn', 'scipy', 'aiohttp', 'joblib'}"
+    heavy = "{'sklearn', 'scipy', 'aiohttp', 'joblib', 'pandas'}"
     probe = (
         "import sys; from scorer import cli; code = cli.main(sys.argv[1:]); "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
