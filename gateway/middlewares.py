@@ -69,6 +69,11 @@ class _Every:
 _log_unavailable = _Every(10.0)
 
 
+def _client_left(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place an error becomes an answer: every handler raises errors.AppError (or lets a
@@ -86,11 +91,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         # aiohttp's own: no route (404), wrong method (405), a body over client_max_size (413)
         return error_response(errors.AppError(exc.reason, headers=_keep_headers(exc), status=exc.status))
-    except ConnectionResetError:
-        # the client went away while its body was being read: nobody to answer, nothing went wrong here
-        logger.debug("client left during %s %s", request.method, shown_path(request))
-        return web.Response(status=400)
     except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_left(request):
+            # the client went away while its body was being read: nobody to answer, nothing went wrong here
+            # (a reset of Postgres' connection is an outage: answered 503 below)
+            logger.debug("client left during %s %s", request.method, shown_path(request))
+            return web.Response(status=400)
         if errors.is_unavailable(exc):  # Postgres is down, restarting or unreachable: not our bug
             if _log_unavailable():
                 logger.warning(
