@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from scorer import arrays
 from scorer.features import FEATURES
 
 _MAX_TESTS = 16  # internal nodes per tree for a 2**16-entry leaf table (uint16 codes)
@@ -30,8 +31,9 @@ class Forest:
     per visit.  The raw score adds the baseline and the leaf values tree by tree, in the order
     scikit-learn adds them, and the logistic link turns it into a probability: the very value
     predict_proba returns (``compiled`` checks that on probe visits).  scikit-learn's link is scipy's
-    ``expit``; numpy's ``1 / (1 + exp(-x))`` is used instead where it gives the same bits on a dense
-    sweep (``numpy_link``), as it does with glibc's exp, which saves importing scipy at startup.  The
+    ``expit``, ``1 / (1 + exp(-x))`` with libm's exp.  numpy's own SIMD exp is used where it gives the
+    same bits on a dense sweep (``numpy_link``); where it does not (numpy's AVX-512 exp differs from
+    glibc's in the last bit), Arrow's exp, which is libm's, gives scipy's bits without importing scipy.  The
     tables are plain arrays (``arrays``/``from_arrays``), so a compiled forest can be stored and
     scored with neither scikit-learn nor a pickle.
     """
@@ -139,10 +141,12 @@ def _expit(raw: F64, numpy_link: bool) -> F64:
         out += 1.0
         np.divide(1.0, out, out=out)
         return out
-    from scipy.special import expit  # scikit-learn's logistic link
+    import pyarrow.compute as pc  # its exp is libm's, as scipy's expit (scikit-learn's link) uses
 
-    proba: F64 = expit(raw)
-    return proba
+    out = np.array(arrays.to_numpy(pc.exp(arrays.from_numpy(np.negative(raw)))))
+    out += 1.0
+    np.divide(1.0, out, out=out)
+    return out
 
 
 def _numpy_link_is_scipys() -> bool:
