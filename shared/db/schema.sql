@@ -322,3 +322,11 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);
+-- issue 12: counter time zones. Each counter's IANA time zone as Metrika's Management API gave it
+-- (GET /management/v1/counter/{id}, field time_zone_name), shared by every service and replica; asked
+-- again once fetched_at is older than COUNTER_ZONE_TTL_S (shared/counter_zones.py)
+CREATE TABLE IF NOT EXISTS counter_zones (
+    counter    bigint PRIMARY KEY,
+    timezone   text NOT NULL,
+    fetched_at timestamptz NOT NULL DEFAULT now()
+);
