@@ -322,3 +322,40 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);
+-- issue 12: schedules. One schedule per counter: every day, once its counter-local `run_at` has passed, the
+-- scheduler scores the counter-local yesterday (and catches up missed days from first_day on), re-scores
+-- each day once at D+3, and uploads a completed run's level-4+ visits when upload_target is set. A run is
+-- claimed by inserting its (counter, day, kind) row in the transaction that inserts its task and the task's
+-- outbox message: the primary key makes "one run per counter and day" hold across every scheduler replica
+-- and restart. Runs outlive their schedule (schedule_id set to NULL), so a schedule made again for the
+-- counter does not score a day twice.
+CREATE TABLE IF NOT EXISTS schedules (
+    id              uuid PRIMARY KEY,
+    counter         bigint NOT NULL UNIQUE,
+    token_enc       bytea NOT NULL,
+    run_at          time NOT NULL DEFAULT '03:00',  -- counter-local
+    upload_target   text,
+    paused          boolean NOT NULL DEFAULT false,
+    first_day       date NOT NULL,  -- no run for an earlier day (moved on resume: paused days are skipped)
+    callback_url    text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS schedules_created ON schedules (created_at);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    counter         bigint NOT NULL,
+    day             date NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('score', 'rescore')),
+    schedule_id     uuid REFERENCES schedules (id) ON DELETE SET NULL,
+    task_id         uuid NOT NULL,
+    upload_id       uuid,
+    status          text NOT NULL DEFAULT 'scoring'
+                    CHECK (status IN ('scoring', 'completed', 'uploaded', 'failed')),
+    note            text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (counter, day, kind)
+);
+CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs (schedule_id, day);
+-- the runs whose task may have finished since the last look (a failed run's task may be retried)
+CREATE INDEX IF NOT EXISTS schedule_runs_open ON schedule_runs (updated_at) WHERE status IN ('scoring', 'failed');
