@@ -775,3 +775,93 @@ class SearchResults(BaseModel):
 
     data: list[FoundUploadRow | FoundBatchRow]
     pagination: Pagination
+
+
+# schedules (gateway/schedules.py)
+
+_SCHEDULE = "0b9d2c6e-3f41-4a5e-8f7b-2c1d0e9a8b7c"
+_RUN_EXAMPLE: dict[str, Any] = {
+    "date": "2026-11-25",
+    "kind": "score",
+    "task_id": _TASK,
+    "status": "uploaded",
+    "upload_id": _UPLOAD,
+    "note": "31 visits to send of 31 (0 sent before, 0 too old)",
+    "created_at": "2026-11-26T00:00:04.512001+00:00",
+}
+_SCHEDULE_EXAMPLE: dict[str, Any] = {
+    "schedule_id": _SCHEDULE,
+    "counter": 123456,
+    "time": "03:00",
+    "timezone": "Europe/Moscow",
+    "upload": {"target": "level4"},
+    "paused": False,
+    "callback_url": None,
+    "created_at": _AT,
+    "updated_at": _AT,
+    "next_run_at": "2026-11-27T00:00:00.000000+00:00",
+    "last_run": _RUN_EXAMPLE,
+}
+
+
+class ScheduleRun(BaseModel):
+    """One run of a schedule: a day scored ("score") or re-scored at D+3 ("rescore")."""
+
+    model_config = _shape(_RUN_EXAMPLE)
+
+    date: dt.date = Field(description="The day scored (counter-local)")
+    kind: Literal["score", "rescore"]
+    task_id: uuid.UUID = Field(description="The scoring task (GET /tasks/{task_id}/status)")
+    status: Literal["scoring", "completed", "uploaded", "failed"] = Field(
+        description="scoring (its task is pending or running), completed (scored; uploaded nothing), "
+        "uploaded (its upload was created: upload_id), failed (its task failed: note)"
+    )
+    upload_id: uuid.UUID | None = Field(description="The upload made of it (GET /conversions/{id}/status)")
+    note: str | None = Field(description="Why it failed, or what its upload holds")
+    created_at: dt.datetime
+
+
+class ScheduleUploadTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+
+
+class Schedule(BaseModel):
+    """A schedule, never with its token."""
+
+    model_config = _shape(_SCHEDULE_EXAMPLE)
+
+    schedule_id: uuid.UUID
+    counter: int
+    time: str = Field(description='The time of day runs start at, counter-local ("HH:MM")')
+    timezone: str = Field(description="The counter's time zone (IANA name)")
+    upload: ScheduleUploadTarget | None
+    paused: bool
+    callback_url: str | None = Field(description="Where each run's task (and upload) summary is POSTed")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    next_run_at: dt.datetime | None = Field(
+        description="When the next day's run is due (null while paused; past: it is being caught up)"
+    )
+    last_run: ScheduleRun | None
+
+
+class ScheduleWithRuns(Schedule):
+    model_config = _shape({**_SCHEDULE_EXAMPLE, "runs": [_RUN_EXAMPLE]})
+
+    runs: list[ScheduleRun] = Field(description="The latest runs, latest day first")
+
+
+class ScheduleList(BaseModel):
+    model_config = _shape({"data": [_SCHEDULE_EXAMPLE], "pagination": _PAGE_OF_ONE})
+
+    data: list[Schedule]
+    pagination: Pagination
+
+
+class ScheduleRuns(BaseModel):
+    model_config = _shape({"data": [_RUN_EXAMPLE], "pagination": _PAGE_OF_ONE})
+
+    data: list[ScheduleRun]
+    pagination: Pagination

@@ -4,7 +4,7 @@ to add one); tests/gateway/test_openapi.py fails on a route missing here."""
 from __future__ import annotations
 
 from gateway import api_models as m
-from gateway import crm_replay, dead_letters, listings, search, tasks, webhooks
+from gateway import crm_replay, dead_letters, listings, pages, search, tasks, webhooks
 from gateway.openapi import Endpoint
 from shared import schemas
 
@@ -91,6 +91,55 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ),
     ("GET", "/tasks/{task_id}/conversions"): Endpoint(
         "Every upload made from a task", "conversions", {200: m.TaskUploads}, (404,)
+    ),
+    ("POST", "/schedules"): Endpoint(
+        "Score a counter's yesterday every day (and upload its level-4+ visits)",
+        "schedules",
+        {201: m.Schedule},
+        (409,),
+        body=schemas.ScheduleCreate,
+        description="Every day, once `time` (counter-local, default 03:00) has passed, the scheduler scores "
+        "the counter's yesterday, once however many replicas run; days missed while it was down are caught "
+        "up, oldest first; each day is re-scored once at D+3 (sessions keep changing for about 3 days), "
+        "and with `upload` each run's level-4+ visits not sent before are uploaded as ClientId conversions. "
+        "One schedule per counter: 409 names the existing one (`schedule_id`).",
+    ),
+    ("GET", "/schedules"): Endpoint(
+        "Schedules, newest first", "schedules", {200: m.ScheduleList}, query=pages.PageQuery
+    ),
+    ("GET", "/schedules/{schedule_id}"): Endpoint(
+        "A schedule and its latest runs", "schedules", {200: m.ScheduleWithRuns}, (404,)
+    ),
+    ("PATCH", "/schedules/{schedule_id}"): Endpoint(
+        "Change a schedule (the fields given)",
+        "schedules",
+        {200: m.Schedule},
+        (404,),
+        body=schemas.ScheduleUpdate,
+        description="`paused: false` resumes without catching up the days paused; `upload: null` stops "
+        "uploading.",
+    ),
+    ("DELETE", "/schedules/{schedule_id}"): Endpoint(
+        "Delete a schedule (its runs made stay: their days are not scored again)",
+        "schedules",
+        {204: None},
+        (404,),
+    ),
+    ("POST", "/schedules/{schedule_id}/pause"): Endpoint(
+        "Pause a schedule: no run until it is resumed", "schedules", {200: m.Schedule}, (404,)
+    ),
+    ("POST", "/schedules/{schedule_id}/resume"): Endpoint(
+        "Resume a schedule from the counter-local yesterday (the days paused are skipped)",
+        "schedules",
+        {200: m.Schedule},
+        (404,),
+    ),
+    ("GET", "/schedules/{schedule_id}/runs"): Endpoint(
+        "A schedule's runs, latest day first",
+        "schedules",
+        {200: m.ScheduleRuns},
+        (404,),
+        query=pages.PageQuery,
     ),
     ("GET", "/conversions"): Endpoint(
         "Uploads (bulk and single), newest first, by task and status",

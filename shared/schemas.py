@@ -213,3 +213,57 @@ class WebhookConversions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     conversions: list[Any]
+
+
+def _time_of_day(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError('must be a time of day "HH:MM", from "00:00" to "23:59"')
+    return value
+
+
+# a schedule's time of day, counter-local
+RunTime = Annotated[str, AfterValidator(_time_of_day)]
+
+
+class ScheduleUpload(BaseModel):
+    """What a schedule uploads: every level-4+ visit of a run, as a ClientId conversion of `target`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: GoalTarget
+
+
+class ScheduleCreate(BaseModel):
+    """POST /schedules: every day, once `time` (counter-local) has passed, score the counter's yesterday
+    and, with `upload`, upload its level-4+ visits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counter: CounterId
+    token: Token
+    time: RunTime = "03:00"
+    upload: ScheduleUpload | None = None
+    callback_url: CallbackUrl | None = None
+
+
+class ScheduleUpdate(BaseModel):
+    """PATCH /schedules/{schedule_id}: the fields given change (at least one); `upload: null` stops
+    uploading, `callback_url: null` removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: RunTime | None = None
+    token: Token | None = None
+    upload: ScheduleUpload | None = None
+    paused: StrictBool | None = None
+    callback_url: CallbackUrl | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ScheduleUpdate:
+        if not self.model_fields_set:
+            fields = ", ".join(ScheduleUpdate.model_fields)
+            raise ValueError(f"nothing to change: give at least one of {fields}")
+        for name in ("time", "token", "paused"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
