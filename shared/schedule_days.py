@@ -28,15 +28,15 @@ def yesterday(now: dt.datetime, zone: ZoneInfo) -> dt.date:
 
 
 def due_at(day: dt.date, run_at: dt.time, zone: ZoneInfo, after_days: int = 1) -> dt.datetime:
-    """When day `day`'s run is due: `after_days` later at `run_at`, counter-local (aware, in `zone`)."""
-    return dt.datetime.combine(day + dt.timedelta(days=after_days), run_at, tzinfo=zone)
+    """When day `day`'s run is due: `after_days` later at `run_at`, counter-local, as a UTC instant (a time
+    a clock change repeats is its first occurrence; one it skips, the instant its offset before gives)."""
+    return dt.datetime.combine(day + dt.timedelta(days=after_days), run_at, tzinfo=zone).astimezone(dt.UTC)
 
 
 def last_due_day(now: dt.datetime, run_at: dt.time, zone: ZoneInfo, after_days: int = 1) -> dt.date:
     """The latest day whose run (`after_days` later at `run_at`) is due at `now`."""
     local = now.astimezone(zone)
     day = local.date() - dt.timedelta(days=after_days)
-    # a local time of day that a clock change skips or repeats is compared as an aware instant
     return day if due_at(day, run_at, zone, after_days) <= now else day - dt.timedelta(days=1)
 
 
@@ -65,4 +65,4 @@ def next_run_at(
     run) and not before `first_day`; a time already past means the run is being caught up."""
     day = first_day if last_scored is None else max(first_day, last_scored + dt.timedelta(days=1))
     day = max(day, last_due_day(now, run_at, zone) - dt.timedelta(days=CATCH_UP_DAYS - 1))
-    return due_at(day, run_at, zone).astimezone(dt.UTC)
+    return due_at(day, run_at, zone)
