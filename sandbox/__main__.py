@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
+from sandbox.counters import parse_zones
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,23 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
     parser.add_argument(
         "--bitrix-burst", type=int, default=defaults.bitrix_burst, help="Bitrix24 requests in a burst"
     )
+    parser.add_argument(
+        "--counter-timezone",
+        action="append",
+        default=[],
+        metavar="COUNTER=ZONE",
+        help="a counter's time zone, e.g. 54000001=Asia/Novosibirsk (repeatable; also"
+        " SANDBOX_COUNTER_TIMEZONES, comma-separated)",
+    )
     parser.add_argument("--today", type=date.fromisoformat, default=None, help="pretend today is YYYY-MM-DD")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    try:
+        zones = parse_zones(
+            ",".join([os.environ.get("SANDBOX_COUNTER_TIMEZONES", ""), *args.counter_timezone])
+        )
+    except ValueError as exc:
+        parser.error(f"--counter-timezone: {exc}")
     config = SandboxConfig(
         tokens=frozenset(args.token) if args.token else defaults.tokens,
         max_parallel=args.max_parallel,
@@ -87,6 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, S
         ),
         bitrix_rps=args.bitrix_rps,
         bitrix_burst=args.bitrix_burst,
+        counter_zones=zones,
     )
     return args, config
 

@@ -2,8 +2,8 @@
 
 Composition: shared middlewares (request log -> error envelope -> Bitrix24 envelope under /rest/ ->
 auth -> quotas -> faults), the ``/sandbox/*`` control API, and one module per emulated API:
-``sandbox.logs_api``, ``sandbox.conversions`` (offline conversions + goals) and ``sandbox.bitrix24``
-(Bitrix24 REST, for CRM enrichment).
+``sandbox.counters`` (counters and their time zones), ``sandbox.logs_api``, ``sandbox.conversions``
+(offline conversions + goals) and ``sandbox.bitrix24`` (Bitrix24 REST, for CRM enrichment).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from sandbox.config import SandboxConfig
 from sandbox.control import FAULTS, REQUEST_LOG
 from sandbox.control import routes as control_routes
 from sandbox.conversions import CONVERSIONS, GOALS, UPLOADINGS, VISITORS, setup_conversions
+from sandbox.counters import COUNTERS, Counters
+from sandbox.counters import routes as counter_routes
 from sandbox.errors import errors_middleware
 from sandbox.faults import Faults, faults_middleware
 from sandbox.logs_api import DAYS, LOG_REQUESTS, setup_logs_api
@@ -28,6 +30,7 @@ __all__ = [
     "BITRIX",
     "CONFIG",
     "CONVERSIONS",
+    "COUNTERS",
     "DAYS",
     "FAULTS",
     "GOALS",
@@ -65,8 +68,10 @@ def create_app(config: SandboxConfig | None = None) -> web.Application:
     app[FAULTS] = faults
     app[REQUEST_LOG] = request_log
     app[QUOTAS] = quotas
+    app[COUNTERS] = Counters(config.counter_zones)
     app.router.add_routes(control_routes)
-    setup_logs_api(app, config, faults)
-    setup_conversions(app, config, faults, app[DAYS])
+    app.router.add_routes(counter_routes)
+    setup_logs_api(app, config, faults, app[COUNTERS])
+    setup_conversions(app, config, faults, app[DAYS], app[COUNTERS])
     setup_bitrix24(app, config)
     return app

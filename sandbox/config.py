@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 
 __all__ = ["DEFAULT_BITRIX_WEBHOOK_CODE", "DEFAULT_GOALS", "SandboxConfig"]
@@ -24,6 +25,8 @@ class SandboxConfig:
     Bitrix24 REST emulator: ``bitrix_webhook_codes`` are the accepted inbound-webhook codes; its leaky
     bucket drains ``bitrix_rps`` requests a second and refuses past ``bitrix_burst`` (Bitrix24's
     documented 2 and 50 for non-Enterprise plans); ``bitrix_rps`` of 0 or less disables it.
+    ``counter_zones`` sets counters' time zones (``GET /management/v1/counter/{id}``, the Logs API's
+    "today", the day a conversion is linked on); the others follow ``sandbox.counters.default_zone``.
     """
 
     tokens: frozenset[str] = frozenset({"sandbox-token"})
@@ -44,3 +47,6 @@ class SandboxConfig:
     bitrix_webhook_codes: frozenset[str] = frozenset({DEFAULT_BITRIX_WEBHOOK_CODE})
     bitrix_rps: float = 2.0
     bitrix_burst: int = 50
+    # issue 12: counters' time zones (sandbox/counters.py): {counter: IANA zone}; others follow the
+    # documented default rule
+    counter_zones: Mapping[int, str] = field(default_factory=dict)

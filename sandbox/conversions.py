@@ -13,6 +13,7 @@ from sandbox.clock import sandbox_now
 from sandbox.config import SandboxConfig
 from sandbox.conversion_csv import CLIENT_ID_TYPES, parse_conversions
 from sandbox.conversions_control import routes as control_routes
+from sandbox.counters import Counters
 from sandbox.days import DayStore
 from sandbox.errors import ApiError
 from sandbox.faults import Faults
@@ -138,7 +139,11 @@ async def list_uploadings(request: web.Request) -> web.Response:
 
 
 def setup_conversions(
-    app: web.Application, config: SandboxConfig, faults: Faults, days: DayStore | None = None
+    app: web.Application,
+    config: SandboxConfig,
+    faults: Faults,
+    days: DayStore | None = None,
+    counters: Counters | None = None,
 ) -> UploadingStore:
     """Mount offline conversions, goals and their ``/sandbox/*`` controls on ``app``; the state is
     ``app[UPLOADINGS]``, ``app[CONVERSIONS]``, ``app[GOALS]`` and ``app[VISITORS]``.
@@ -151,7 +156,7 @@ def setup_conversions(
     goals = GoalStore(config.default_goals)
     visitors = Visitors(days, config.unknown_visitor_ids)
     conversions = ConversionLog()
-    store = UploadingStore(config, goals, visitors, faults, conversions)
+    store = UploadingStore(config, goals, visitors, faults, conversions, counters=counters)
     app[GOALS] = goals
     app[VISITORS] = visitors
     app[CONVERSIONS] = conversions

@@ -9,12 +9,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from itertools import count
 from typing import Any
 
-from sandbox.clock import MOSCOW
 from sandbox.config import SandboxConfig
+from sandbox.counters import Counters
 from sandbox.days import DayStore
 from sandbox.errors import ApiError
 from sandbox.faults import Faults
@@ -158,21 +158,26 @@ class LogRequestStore:
         days: DayStore,
         faults: Faults,
         clock: Callable[[], float] = time.monotonic,
+        counters: Counters | None = None,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.days = days
         self.faults = faults
         self.clock = clock
+        self.counters = counters or Counters(config.counter_zones)
+        self.now = now
         self.requests: dict[int, LogRequest] = {}
         self._ids = count(10_000_001)
         self.prepared = PreparedLogs()
         self._estimates: OrderedDict[tuple[int, date, str, tuple[str, ...]], int] = OrderedDict()
 
-    def today(self) -> date:
-        return self.config.today or datetime.now(MOSCOW).date()
+    def today(self, counter: int) -> date:
+        """The counter's own date (in its time zone): a day can be asked for once it ended there."""
+        return self.config.today or self.counters.today(counter, self.now())
 
-    def parse(self, query: Mapping[str, str]) -> LogQuery:
-        return parse_query(query, self.today())
+    def parse(self, counter: int, query: Mapping[str, str]) -> LogQuery:
+        return parse_query(query, self.today(counter))
 
     def used_bytes(self, counter: int) -> int:
         return sum(r.storage_bytes for r in self.requests.values() if r.counter_id == counter)

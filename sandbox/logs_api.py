@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from sandbox.config import SandboxConfig
+from sandbox.counters import Counters
 from sandbox.days import DayStore
 from sandbox.errors import STREAMING, ApiError
 from sandbox.faults import Faults
@@ -44,14 +45,14 @@ def _one(request: LogRequest) -> web.Response:
 @routes.get(COUNTER + "/logrequests/evaluate")
 async def evaluate(request: web.Request) -> web.Response:
     store = request.app[LOG_REQUESTS]
-    evaluation = await store.evaluate(_counter(request), store.parse(request.query))
+    evaluation = await store.evaluate(_counter(request), store.parse(_counter(request), request.query))
     return web.json_response({"log_request_evaluation": evaluation})
 
 
 @routes.post(COUNTER + "/logrequests")
 async def create(request: web.Request) -> web.Response:
     store = request.app[LOG_REQUESTS]
-    return _one(await store.create(_counter(request), store.parse(request.query)))
+    return _one(await store.create(_counter(request), store.parse(_counter(request), request.query)))
 
 
 @routes.get(COUNTER + "/logrequests")
@@ -107,10 +108,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def setup_logs_api(app: web.Application, config: SandboxConfig, faults: Faults) -> LogRequestStore:
-    """Mount the Logs API on ``app``; its state is ``app[LOG_REQUESTS]`` and ``app[DAYS]``."""
+def setup_logs_api(
+    app: web.Application, config: SandboxConfig, faults: Faults, counters: Counters | None = None
+) -> LogRequestStore:
+    """Mount the Logs API on ``app``; its state is ``app[LOG_REQUESTS]`` and ``app[DAYS]``. A day is a
+    counter's local day (``counters``: their time zones); the simulator's visit times are local times."""
     days = DayStore(config.visits_per_day, config.seed)
-    store = LogRequestStore(config, days, faults)
+    store = LogRequestStore(config, days, faults, counters=counters)
     app[DAYS] = days
     app[LOG_REQUESTS] = store
     app.router.add_routes(routes)

@@ -17,9 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from sandbox.clock import moscow_date, sandbox_now
+from sandbox.clock import sandbox_now
 from sandbox.config import SandboxConfig
 from sandbox.conversion_csv import ConversionRow, ParsedConversions
+from sandbox.counters import Counters
 from sandbox.errors import ApiError
 from sandbox.faults import Faults
 from sandbox.goals import GoalStore
@@ -141,8 +142,10 @@ class UploadingStore:
         faults: Faults,
         conversions: ConversionLog,
         clock: Callable[[], float] = time.monotonic,
+        counters: Counters | None = None,
     ) -> None:
         self.config = config
+        self.counters = counters or Counters(config.counter_zones)
         self.goals = goals
         self.visitors = visitors
         self.faults = faults
@@ -244,7 +247,7 @@ class UploadingStore:
     async def _known(self, uploading: Uploading, row: ConversionRow, by_day: dict[date, set[str]]) -> bool:
         if uploading.client_id_type != "CLIENT_ID":  # UserId, Yclid, PurchaseId (docs/sandbox.md)
             return self.visitors.unverifiable_known(row.visitor)
-        day = moscow_date(row.timestamp)
+        day = self.counters.local_date(uploading.counter_id, row.timestamp)  # the counter's local day
         if day not in by_day:
             by_day[day] = await self.visitors.clients_before(uploading.counter_id, day)
         return row.visitor in by_day[day]

@@ -79,7 +79,8 @@ class Visitors:
         return sorted(seen | {day, day - timedelta(days=1)})
 
     async def clients_before(self, counter: int, day: date) -> set[str]:
-        """ClientIds that link for a conversion on ``day`` (Moscow date), registered ones included."""
+        """ClientIds that link for a conversion on ``day`` (the counter's local date), registered ones
+        included."""
         known = set(self.registered.get(counter, ()))
         for candidate in self.candidate_days(counter, day):
             known |= await self.clients_on(counter, candidate)

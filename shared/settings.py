@@ -99,8 +99,15 @@ class Settings(BaseSettings):
     # CRM webhook bodies (amoCRM, Bitrix24) are kept this long, to be replayed through a changed mapping
     crm_retention_days: int = 30
 
-    # offline conversions: a date_time without a zone (and a Logs API visit time) is in this zone
+    # a counter's time zone (its days, its visit times, a conversion date_time without a zone) is read from
+    # the Management API (shared/counter_zones.py), kept in Postgres and asked again after counter_zone_ttl_s;
+    # counter_timezone is the fallback while it cannot be read (and nothing was kept)
     counter_timezone: str = "Europe/Moscow"
+    counter_zone_ttl_s: float = 24 * 3600.0
+    # one look-up of a counter's zone gives up after this long (it may hold a request); after a failure the
+    # counter is not asked again for counter_zone_retry_s
+    counter_zone_timeout_s: float = 5.0
+    counter_zone_retry_s: float = 60.0
     # older conversions are refused: Metrika links a conversion only to a recent visit
     conversion_max_age_days: int = 90
     # webhook submissions per webhook and minute, counted in Postgres so every gateway replica shares it

@@ -359,3 +359,11 @@ CREATE TABLE IF NOT EXISTS schedule_runs (
 CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs (schedule_id, day);
 -- the runs whose task may have finished since the last look (a failed run's task may be retried)
 CREATE INDEX IF NOT EXISTS schedule_runs_open ON schedule_runs (updated_at) WHERE status IN ('scoring', 'failed');
+-- issue 12: counter time zones. Each counter's IANA time zone as Metrika's Management API gave it
+-- (GET /management/v1/counter/{id}, field time_zone_name), shared by every service and replica; asked
+-- again once fetched_at is older than COUNTER_ZONE_TTL_S (shared/counter_zones.py)
+CREATE TABLE IF NOT EXISTS counter_zones (
+    counter    bigint PRIMARY KEY,
+    timezone   text NOT NULL,
+    fetched_at timestamptz NOT NULL DEFAULT now()
+);

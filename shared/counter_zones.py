@@ -1,0 +1,172 @@
+"""Each counter's time zone, read from Metrika's Management API and kept: its days, its visit times and a
+conversion `date_time` without a zone are in it.
+
+`zone(counter, token)` looks in this process's memory, then in Postgres (table counter_zones, shared by
+every replica and service), and asks the Management API (`GET /management/v1/counter/{id}`, field
+`time_zone_name`) only when neither holds an answer younger than COUNTER_ZONE_TTL_S. When the API fails
+(or names a zone this machine does not know) the last answer kept is used, else COUNTER_TIMEZONE; the
+failure is logged once per counter, and the counter is not asked again for COUNTER_ZONE_RETRY_S.
+`cached(counter)` never calls the API: the hot paths (webhook submissions) use it, and webhook creation
+and update fetch the zone ahead with the webhook's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import aiohttp
+import asyncpg
+
+from shared.db import counter_zones
+from shared.metrika import MetrikaApi, MetrikaError
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# counters remembered in memory at most (each entry is a few hundred bytes)
+MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True)
+class _Entry:
+    zone: ZoneInfo
+    until: float  # monotonic time after which Postgres (or the API) is asked again
+
+
+class CounterZones:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        session: aiohttp.ClientSession,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._session = session
+        self._settings = settings
+        self._clock = clock
+        self._fallback = settings.counter_zone()
+        self._ttl_s = settings.counter_zone_ttl_s
+        self._retry_s = settings.counter_zone_retry_s
+        self._memory: dict[int, _Entry] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._failing: dict[int, float] = {}  # counter -> monotonic time before which the API is not asked
+        self._warned: set[int] = set()
+
+    @property
+    def fallback(self) -> ZoneInfo:
+        return self._fallback
+
+    async def zone(self, counter: int, token: str) -> ZoneInfo:
+        """The counter's time zone, asked of the Management API with `token` when none younger than the TTL
+        is kept; the zone kept, else the fallback, when the API fails."""
+        entry = self._memory.get(counter)
+        if entry is not None and entry.until > self._clock():
+            return entry.zone
+        async with self._lock(counter):  # one look-up per counter at a time; the others share its answer
+            entry = self._memory.get(counter)
+            if entry is not None and entry.until > self._clock():
+                return entry.zone
+            stored = await counter_zones.get(self._pool, counter)
+            kept = _known(stored.timezone) if stored is not None else None
+            if stored is not None and kept is not None and (left := self._left_s(stored.fetched_at)) > 0:
+                return self._remember(counter, kept, left)
+            if self._failing.get(counter, 0.0) > self._clock():
+                return self._remember(counter, kept or self._fallback, self._retry_s)
+            return await self._fetch(counter, token, kept)
+
+    async def cached(self, counter: int) -> ZoneInfo:
+        """The counter's zone without asking the API: from memory, else Postgres (however old), else the
+        fallback (asked for again after COUNTER_ZONE_RETRY_S)."""
+        entry = self._memory.get(counter)
+        if entry is not None and entry.until > self._clock():
+            return entry.zone
+        async with self._lock(counter):
+            entry = self._memory.get(counter)
+            if entry is not None and entry.until > self._clock():
+                return entry.zone
+            stored = await counter_zones.get(self._pool, counter)
+            kept = _known(stored.timezone) if stored is not None else None
+            if stored is not None and kept is not None:
+                left = self._left_s(stored.fetched_at)
+                return self._remember(counter, kept, left if left > 0 else self._retry_s)
+            return self._remember(counter, self._fallback, self._retry_s)
+
+    def forget(self, counter: int) -> None:
+        """Ask again next time (a test, or a counter whose zone is known to have changed)."""
+        self._memory.pop(counter, None)
+        self._failing.pop(counter, None)
+
+    async def _fetch(self, counter: int, token: str, kept: ZoneInfo | None) -> ZoneInfo:
+        api = MetrikaApi(
+            self._session,
+            self._settings.metrika_api_url,
+            token,
+            counter,
+            attempts=1,
+            timeout_s=self._settings.counter_zone_timeout_s,
+        )
+        try:
+            name = _zone_name(await api.send("GET", ""))
+        except MetrikaError as exc:  # its text never holds the token
+            return self._failed(counter, kept, str(exc))
+        zone = _known(name)
+        if zone is None:
+            return self._failed(counter, kept, f"Metrika named an unknown time zone {name!r}")
+        await counter_zones.put(self._pool, counter, name)
+        self._failing.pop(counter, None)
+        self._warned.discard(counter)
+        return self._remember(counter, zone, self._ttl_s)
+
+    def _failed(self, counter: int, kept: ZoneInfo | None, reason: str) -> ZoneInfo:
+        zone = kept or self._fallback
+        if counter not in self._warned:
+            self._warned.add(counter)
+            used = f"the zone read before, {zone.key}" if kept else f"COUNTER_TIMEZONE {zone.key}"
+            logger.warning("counter %s: time zone not read (%s); using %s", counter, reason, used)
+        self._failing[counter] = self._clock() + self._retry_s
+        return self._remember(counter, zone, self._retry_s)
+
+    def _remember(self, counter: int, zone: ZoneInfo, for_s: float) -> ZoneInfo:
+        if len(self._memory) >= MAX_ENTRIES and counter not in self._memory:
+            now = self._clock()
+            self._memory = {k: v for k, v in self._memory.items() if v.until > now}
+            if len(self._memory) >= MAX_ENTRIES:
+                self._memory.clear()
+        self._memory[counter] = _Entry(zone, self._clock() + for_s)
+        return zone
+
+    def _left_s(self, fetched_at: dt.datetime) -> float:
+        return self._ttl_s - (dt.datetime.now(dt.UTC) - fetched_at).total_seconds()
+
+    def _lock(self, counter: int) -> asyncio.Lock:
+        lock = self._locks.get(counter)
+        if lock is None:
+            if len(self._locks) >= MAX_ENTRIES:
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[counter] = asyncio.Lock()
+        return lock
+
+
+def _zone_name(body: Any) -> str:
+    """`counter.time_zone_name` of the Management API's answer (`counter.timezone` accepted too)."""
+    counter = body.get("counter") if isinstance(body, dict) else None
+    name = (counter.get("time_zone_name") or counter.get("timezone")) if isinstance(counter, dict) else None
+    if not isinstance(name, str) or not name:
+        raise MetrikaError("the answer names no time zone (counter.time_zone_name)", status=502)
+    return name
+
+
+def _known(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
