@@ -7,8 +7,11 @@ import asyncio
 import logging
 from zoneinfo import ZoneInfo
 
+import aiohttp
+
 from scheduler.loop import Clock, Scheduler, ZoneOf, utc_now
 from shared import broker, db
+from shared.counter_zones import CounterZones
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
@@ -24,19 +27,15 @@ async def main(
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url, max_size=4)
-    relay = OutboxRelay(
-        pool,
-        settings.amqp_url,
-        topology,
-        settings.outbox_interval_s,
-        name=f"{settings.queue_prefix} scheduler",
-    )
+    name = f"{settings.queue_prefix} scheduler"
+    relay = OutboxRelay(pool, settings.amqp_url, topology, settings.outbox_interval_s, name=name)
+    session = aiohttp.ClientSession()
     try:
         await relay.try_connect()
         scheduler = Scheduler(
             pool,
             TokenCipher(settings.token_encryption_key),
-            zone_of or _fallback_zones(settings),
+            zone_of or _zones(CounterZones(pool, session, settings)),
             interval_s=settings.scheduler_interval_s,
             max_age_days=settings.conversion_max_age_days,
             publisher=relay,
@@ -51,13 +50,15 @@ async def main(
             await relaying
     finally:
         await relay.close()
+        await session.close()
         await pool.close()
 
 
-def _fallback_zones(settings: Settings) -> ZoneOf:
-    """FALLBACK until shared.counter_zones.CounterZones (branch i12zones) is merged: COUNTER_TIMEZONE."""
+def _zones(zones: CounterZones) -> ZoneOf:
+    """Each counter's zone, from the Management API and cached (shared/counter_zones.py); a token that
+    cannot be read: the zone cached, else COUNTER_TIMEZONE."""
 
     async def zone_of(counter: int, token: str | None) -> ZoneInfo:
-        return settings.counter_zone()
+        return await zones.zone(counter, token) if token is not None else await zones.cached(counter)
 
     return zone_of
