@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import suppress
 
+import aiohttp
 from aiohttp import web
 
 from gateway import keys
@@ -19,6 +20,7 @@ from gateway.routes import setup_routes
 from gateway.webhook_guard import WebhookGuard
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy
+from shared.counter_zones import CounterZones
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
 from shared.settings import Settings
@@ -37,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
     queues = [name for key in broker.ROUTING_KEYS for name in (topology.queue(key), topology.dead_queue(key))]
     app[keys.METRICS_STATE] = metrics.State(queues)
     app.cleanup_ctx.append(pg_context)
+    app.cleanup_ctx.append(zones_context)
     app.cleanup_ctx.append(relay_context)
     app.cleanup_ctx.append(intake_context)
     setup_routes(app)
@@ -53,6 +56,13 @@ async def pg_context(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[keys.PG_LOSSY_POOL].close()
     await app[keys.PG_POOL].close()
+
+
+async def zones_context(app: web.Application) -> AsyncIterator[None]:
+    """Counters' time zones, with the session that asks the Management API for them."""
+    async with aiohttp.ClientSession() as session:
+        app[keys.ZONES] = CounterZones(app[keys.PG_POOL], session, app[keys.SETTINGS])
+        yield
 
 
 async def relay_context(app: web.Application) -> AsyncIterator[None]:

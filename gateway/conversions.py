@@ -7,6 +7,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from aiohttp import web
@@ -40,9 +41,9 @@ async def create_bulk(request: web.Request) -> web.Response:
     # a token stored under a key no longer configured: fall back to the environment's
     token = body.token or cipher.decrypt_or_none(task["token_enc"])
     token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
-    zone = request.app[keys.SETTINGS].counter_zone()
+    zone = await request.app[keys.ZONES].zone(counter, token)
     batch_id = uuid.uuid4()
-    checks = rules(request.app[keys.SETTINGS])
+    checks = rules(request.app[keys.SETTINGS], zone)
     rows: list[Conversion | Rejected] = []
     for i, visit in enumerate(visits):
         # the Logs API reports visit times in the counter's time zone
@@ -81,7 +82,8 @@ async def create_single(request: web.Request) -> web.Response:
     credentials = UploadCredentials.model_validate(data)  # a ValidationError is a 422 (error middleware)
     settings = request.app[keys.SETTINGS]
     token, counter = _credentials(settings, credentials.token, credentials.counter)
-    row = check_row(data, 0, rules(settings))
+    # a date_time without a zone is in the counter's
+    row = check_row(data, 0, rules(settings, await request.app[keys.ZONES].zone(counter, token)))
     if not isinstance(row, Conversion):
         raise invalid_rows(Checked([], [row]), 1)
     pool = request.app[keys.PG_POOL]
@@ -127,8 +129,9 @@ async def task_conversions(request: web.Request) -> web.Response:
     return web.json_response(await status_objects(pool, await batches.list_for_task(pool, task["id"])))
 
 
-def rules(settings: Settings) -> Rules:
-    return Rules.current(settings.counter_zone(), settings.conversion_max_age_days)
+def rules(settings: Settings, zone: ZoneInfo) -> Rules:
+    """The row rules for a counter in `zone` (a date_time without a zone is read in it)."""
+    return Rules.current(zone, settings.conversion_max_age_days)
 
 
 def check_count(rows: Sequence[Any]) -> None:

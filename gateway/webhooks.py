@@ -64,6 +64,8 @@ async def create_webhook(request: web.Request) -> web.Response:
         body.callback_url,
     )
     await webhooks.insert(request.app[keys.PG_POOL], new)
+    # its submissions read the counter's zone from what is kept: fetch it now, with the webhook's token
+    await request.app[keys.ZONES].zone(body.counter_id, body.token)
     return web.json_response(
         {
             "webhook_id": str(webhook_id),
@@ -112,7 +114,17 @@ async def update_webhook(request: web.Request) -> web.Response:
         row = await webhooks.update(conn, webhook_id, change)
         updated = await webhooks.apply_credentials(conn, webhook_id) if body.changes_credentials() else 0
     guard.forget(webhook_id)
+    if body.changes_credentials():
+        await _fetch_zone(request, webhook_id)
     return web.json_response({**_webhook(request, row), "batches_updated": updated})
+
+
+async def _fetch_zone(request: web.Request, webhook_id: uuid.UUID) -> None:
+    """Keep the zone of the webhook's (new) counter, asked with its (new) token."""
+    found = await webhooks.credentials(request.app[keys.PG_POOL], webhook_id)
+    token = request.app[keys.CIPHER].decrypt_or_none(bytes(found["token_enc"])) if found else None
+    if found is not None and token is not None:
+        await request.app[keys.ZONES].zone(found["counter_id"], token)
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
@@ -160,7 +172,7 @@ async def _submit(request: web.Request, given: str) -> web.Response:
     batch_id = uuid.uuid4()
     key: idempotency.Key | None = None
     try:
-        partial, checked = await _read_conversions(request)
+        partial, checked = await _read_conversions(request, webhook["counter_id"])
     except (errors.AppError, ValidationError) as exc:
         # still counted against the rate (a request that passed the checks above), and answered after it
         refusal: Exception | None = exc
@@ -212,15 +224,17 @@ def _accepted(batch_id: uuid.UUID, partial: bool, checked: Checked) -> dict[str,
     return result
 
 
-async def _read_conversions(request: web.Request) -> tuple[bool, Checked]:
-    """(?partial, the checked rows) of a storable body, or the client error that refuses it."""
+async def _read_conversions(request: web.Request, counter: int) -> tuple[bool, Checked]:
+    """(?partial, the checked rows) of a storable body, or the client error that refuses it. A date_time
+    without a zone is in the counter's zone, as kept (no call to Metrika on this path)."""
     partial = parse_query(request, SubmitQuery).partial if request.query_string else False
     data = await read_json(request)
     conversions = data.get("conversions") if type(data) is dict else None
     if type(conversions) is not list:  # let the schema explain what is wrong (a 422)
         conversions = WebhookConversions.model_validate(data).conversions
     check_count(conversions)
-    checked = check_rows(conversions, rules(request.app[keys.SETTINGS]))
+    zone = await request.app[keys.ZONES].cached(counter)
+    checked = check_rows(conversions, rules(request.app[keys.SETTINGS], zone))
     if checked.rejected and not (partial and checked.valid):
         raise invalid_rows(checked, len(conversions))
     return partial, checked

@@ -4,9 +4,10 @@ A row is a JSON object with:
 
 - `target` (required): the goal identifier, 1..255 characters, no control characters.
 - `date_time` (required): ISO 8601 with a time of day, e.g. `2025-07-01T12:34:56` or `...+03:00` / `...Z`.
-  A time without a zone is in the counter's time zone (setting `counter_timezone`, Europe/Moscow by
-  default). It may not be in the future (60 s of clock skew allowed) nor older than `max_age`: Metrika
-  links a conversion only to a recent visit, so an old one would never be attributed.
+  A time without a zone is in the counter's time zone (`Rules.tz`: read from the Management API by
+  shared.counter_zones; COUNTER_TIMEZONE while it cannot be). It may not be in the future (60 s of clock
+  skew allowed) nor older than `max_age`: Metrika links a conversion only to a recent visit, so an old one
+  would never be attributed.
 - an identifier: one of `client_id`, `user_id`, `yclid`: opaque strings of 1..128 characters, or
   non-negative JSON integers (kept as their exact decimal text, within the same length; a fraction or
   exponent cannot carry an exact id and is refused). With several, the first of client_id, user_id, yclid

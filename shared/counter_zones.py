@@ -83,6 +83,12 @@ class CounterZones:
                 return self._remember(counter, kept or self._fallback, self._retry_s)
             return await self._fetch(counter, token, kept)
 
+    async def today(self, counter: int, token: str, now: dt.datetime | None = None) -> dt.date:
+        """The counter's date (in its zone) at `now` (aware; default: now): the Logs API serves the days
+        before it."""
+        zone = await self.zone(counter, token)
+        return now.astimezone(zone).date() if now is not None else dt.datetime.now(zone).date()
+
     async def cached(self, counter: int) -> ZoneInfo:
         """The counter's zone without asking the API: from memory, else Postgres (however old), else the
         fallback (asked for again after COUNTER_ZONE_RETRY_S)."""

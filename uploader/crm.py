@@ -9,7 +9,8 @@ stored the body). Each event is one row, in the request's order:
   URL, at the portal's pace); the limit, 5xx and timeouts are retried later like a Metrika outage, a deal
   that is not found is an `ignored` row;
 - an event that matches no status rule, or has no identifier, is an `ignored` row with the reason;
-- the rest is judged by the same row rules as a JSON conversion: `pending`, or `error` with the reason.
+- the rest is judged by the same row rules as a JSON conversion (a `date_time` without a zone is in the
+  counter's zone): `pending`, or `error` with the reason.
 The rows and the request's "mapped" mark are written in one transaction, so a crash maps it again.
 """
 
@@ -40,7 +41,9 @@ async def materialize(deps: Deps, batch_id: uuid.UUID) -> None:
         raise errors.Permanent("the webhook of this CRM request was deleted before its events were mapped")
     events = _events(request["source"], bytes(request["body"]), request["content_type"])
     mapping = CrmMapping.model_validate(request["mapping"]) if request["mapping"] else None
-    rules = Rules.current(deps.settings.counter_zone(), deps.settings.conversion_max_age_days)
+    # a date_time without a zone is in the zone of the counter the batch goes to
+    zone = await deps.zones.zone(request["counter_id"], deps.cipher.decrypt(bytes(request["token_enc"])))
+    rules = Rules.current(zone, deps.settings.conversion_max_age_days)
     records = [
         await _row(deps, request, batch_id, idx, event, mapping, rules) for idx, event in enumerate(events)
     ]

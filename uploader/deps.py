@@ -11,6 +11,7 @@ import aiohttp
 import asyncpg
 
 from shared import metrika
+from shared.counter_zones import CounterZones
 from shared.crypto import TokenCipher
 from shared.settings import Settings
 from uploader.metrika import ConversionsApi
@@ -31,6 +32,14 @@ class Deps:
     _goal_locks: defaultdict[tuple[int, bytes], asyncio.Lock] = field(
         default_factory=lambda: defaultdict(asyncio.Lock)
     )
+    _zones: CounterZones | None = None
+
+    @property
+    def zones(self) -> CounterZones:
+        """Counters' time zones (made on first use, with this pool and session)."""
+        if self._zones is None:
+            self._zones = CounterZones(self.pool, self.session, self.settings)
+        return self._zones
 
     def client(self, token_enc: bytes, counter: int) -> ConversionsApi:
         return ConversionsApi(

@@ -15,8 +15,9 @@ RETURNING id
 """
 # the request behind a batch, with what mapping it needs from its webhook
 OF_BATCH = """
-SELECT r.id, r.webhook_id, r.content_type, r.body, r.mapped_at, w.source, w.mapping, w.bitrix_webhook_url_enc
-FROM crm_requests r LEFT JOIN webhooks w ON w.id = r.webhook_id
+SELECT r.id, r.webhook_id, r.content_type, r.body, r.mapped_at, w.source, w.mapping, w.bitrix_webhook_url_enc,
+       b.counter_id, b.token_enc
+FROM crm_requests r LEFT JOIN webhooks w ON w.id = r.webhook_id JOIN batches b ON b.id = r.batch_id
 WHERE r.batch_id = $1
 """
 # the event's natural key for this row, unless another row holds it: (its batch, its row)

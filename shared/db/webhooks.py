@@ -70,7 +70,8 @@ SELECT count(*) FROM done
 DELETE = "DELETE FROM webhooks WHERE id = $1 RETURNING id"
 SET_SECRET = "UPDATE webhooks SET secret_hash = $2, updated_at = now() WHERE id = $1 RETURNING source"
 # What a submission's path and header are checked against before its body is read (gateway.webhook_guard)
-AUTH = "SELECT secret_hash, is_active, source FROM webhooks WHERE id = $1"
+AUTH = "SELECT secret_hash, is_active, source, counter_id FROM webhooks WHERE id = $1"
+CREDENTIALS = "SELECT counter_id, token_enc FROM webhooks WHERE id = $1"
 APPLICATION_TOKEN = "SELECT application_token_enc FROM webhooks WHERE id = $1"
 # Webhook submissions, a whole group of concurrent requests in ONE statement (one round trip, one
 # commit): each request's webhook; the requests with the right secret to an active webhook counted against
@@ -251,8 +252,13 @@ async def submit(
 
 
 async def auth(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
-    """The webhook's `secret_hash`, `is_active` and `source`, None if it does not exist."""
+    """The webhook's `secret_hash`, `is_active`, `source` and `counter_id`, None if it does not exist."""
     return await db.fetchrow(AUTH, webhook_id)
+
+
+async def credentials(db: Executor, webhook_id: uuid.UUID) -> asyncpg.Record | None:
+    """The webhook's `counter_id` and `token_enc`, None if it does not exist."""
+    return await db.fetchrow(CREDENTIALS, webhook_id)
 
 
 async def application_token(db: Executor, webhook_id: uuid.UUID) -> bytes | None:

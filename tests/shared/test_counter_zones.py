@@ -3,6 +3,7 @@ fallback when the API fails; on real Postgres and the sandbox."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from zoneinfo import ZoneInfo
@@ -105,3 +106,10 @@ async def test_the_fallback_is_counter_timezone(sandbox, pool, http, settings) -
     zones = CounterZones(pool, http, override(settings, counter_timezone="Asia/Yekaterinburg"))
     assert await zones.zone(NOVOSIBIRSK_COUNTER, TOKEN) == ZoneInfo("Asia/Yekaterinburg")
     assert await zones.cached(MOSCOW_COUNTER) == ZoneInfo("Asia/Yekaterinburg")
+
+
+async def test_today_is_the_counters_date(zones, sandbox) -> None:
+    """19:30 UTC on July 1st is already July 2nd in Novosibirsk, still July 1st in Moscow."""
+    moment = dt.datetime(2025, 7, 1, 19, 30, tzinfo=dt.UTC)
+    assert await zones.today(NOVOSIBIRSK_COUNTER, TOKEN, moment) == dt.date(2025, 7, 2)
+    assert await zones.today(MOSCOW_COUNTER, TOKEN, moment) == dt.date(2025, 7, 1)
