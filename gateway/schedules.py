@@ -123,10 +123,10 @@ async def _change(
 
 
 async def counter_zone(request: web.Request, counter: int, token: str | None = None) -> ZoneInfo:
-    """The counter's time zone.
-
-    FALLBACK until shared.counter_zones.CounterZones (branch i12zones) is merged: COUNTER_TIMEZONE."""
-    return request.app[keys.SETTINGS].counter_zone()
+    """The counter's time zone: asked of the Management API with `token` (then cached), else the one cached
+    (COUNTER_TIMEZONE when none is)."""
+    zones = request.app[keys.ZONES]
+    return await zones.zone(counter, token) if token is not None else await zones.cached(counter)
 
 
 async def _schedule(request: web.Request, row: asyncpg.Record) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 from shared import schedule_days
 from shared.crypto import TokenCipher
@@ -12,7 +13,7 @@ from shared.db import tasks
 from tests.scheduler.test_scheduler import MOSCOW, runs, scheduler
 
 COUNTER = 4242
-TOKEN = "sandbox-token-secret"
+TOKEN = "sandbox-token"  # the sandbox's Management API answers it
 
 
 async def create(gateway, **body):
@@ -141,3 +142,14 @@ async def test_runs_as_the_api_shows_them(gateway, settings, pool):
     # yesterday has its run: the next one is tomorrow's, at 00:00 Moscow
     tomorrow = schedule_days.local_today(now, MOSCOW) + dt.timedelta(days=1)
     assert at(detail["next_run_at"]) == dt.datetime.combine(tomorrow, dt.time(0), tzinfo=MOSCOW)
+
+
+async def test_a_counter_in_another_zone_runs_on_its_own_clock(gateway):
+    # the sandbox's counters 54xxxxxx are in Asia/Novosibirsk (its Management API says so)
+    status, body = await create(gateway, counter=54_000_123)
+    assert status == 201 and body["timezone"] == "Asia/Novosibirsk"
+    novosibirsk = ZoneInfo("Asia/Novosibirsk")
+    today = schedule_days.local_today(dt.datetime.now(dt.UTC), novosibirsk)
+    assert at(body["next_run_at"]) == dt.datetime.combine(today, dt.time(3), tzinfo=novosibirsk)
+    listed = await (await gateway.get("/schedules")).json()
+    assert listed["data"][0]["timezone"] == "Asia/Novosibirsk"
