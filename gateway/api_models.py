@@ -786,7 +786,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "task_id": _TASK,
     "status": "uploaded",
     "upload_id": _UPLOAD,
-    "note": "31 visits to send of 31 (0 sent before, 0 too old)",
+    "note": None,
     "created_at": "2026-11-26T00:00:04.512001+00:00",
 }
 _SCHEDULE_EXAMPLE: dict[str, Any] = {

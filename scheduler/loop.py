@@ -21,10 +21,9 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from scheduler import uploads
 from shared import broker, errors, logs, schedule_days
 from shared.crypto import TokenCipher
-from shared.db import outbox, schedules, tasks
+from shared.db import bulk, outbox, schedules, tasks
 from shared.schemas import ScoreTask
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class Scheduler:
                     counter, token_enc = schedule["counter"], schedule["token_enc"]
                     await tasks.insert(conn, task_id, day, counter, token_enc, schedule["callback_url"])
                 else:
-                    rescore_id = await _insert_rescore(conn, rescore_of)
+                    rescore_id = await tasks.insert_rescore(conn, rescore_of)
                     if rescore_id is None:
                         return
                     task_id = rescore_id
@@ -138,33 +137,41 @@ class Scheduler:
         completed one completes it, with its upload when the schedule has a target. The number done."""
         done = 0
         while done < FOLLOW_UPS_PER_TICK:
+            made: bulk.BulkCreated | None = None
             async with self._pool.acquire() as conn, conn.transaction():
                 run = await schedules.lock_finished(conn)
                 if run is None:
                     break
                 try:
                     async with conn.transaction():  # a savepoint: a failed upload leaves the run waiting
-                        await self._finish(conn, run)
+                        made = await self._finish(conn, run)
                 except Exception as exc:
                     if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
                         raise
                     logger.warning(
-                        "run %s %s of counter %s: %r", run["kind"], run["day"], run["counter"], exc
+                        "%s run of %s, counter %s: %r", run["kind"], run["day"], run["counter"], exc
                     )
                     await schedules.note(conn, run, f"upload not created yet: {exc}")
             done += 1
+            if made is not None and made.outbox_id is not None and made.message is not None:
+                if self._publisher is not None:
+                    await self._publisher.publish_now(
+                        [made.outbox_id], broker.CONVERSION_UPLOADS, made.message, None
+                    )
         return done
 
-    async def _finish(self, conn: asyncpg.Connection, run: asyncpg.Record) -> None:
+    async def _finish(self, conn: asyncpg.Connection, run: asyncpg.Record) -> bulk.BulkCreated | None:
+        """The run's status, and its upload (returned when one was stored)."""
         if run["task_status"] == "failed":
             await schedules.finish(conn, run, "failed", note=run["task_error"])
-            return
+            return None
         if run["upload_target"] is None:
             await schedules.finish(conn, run, "completed")
-            return
+            return None
+        # the zone was asked for when the run was claimed: cached by now
         zone = await self._zone_of(run["counter"], self._cipher.decrypt_or_none(run["token_enc"]))
         batch_id = uuid.uuid4()
-        created = await uploads.create_from_task(
+        made = await bulk.create_from_task(
             conn,
             batch_id=batch_id,
             task_id=run["task_id"],
@@ -176,30 +183,15 @@ class Scheduler:
             callback_url=run["callback_url"],
             headers=None,
         )
-        if created.new:
-            await schedules.finish(conn, run, "uploaded", batch_id, _upload_note(created))
-        else:
-            await schedules.finish(
-                conn, run, "completed", None, "nothing new to upload: " + _upload_note(created)
-            )
-
-
-def _upload_note(created: uploads.BulkCreated) -> str:
-    return (
-        f"{created.new} visits to send of {created.rows} "
-        f"({created.already_sent} sent before, {created.too_old} too old)"
-    )
-
-
-async def _insert_rescore(conn: asyncpg.Connection, task_id: uuid.UUID) -> uuid.UUID | None:
-    """FALLBACK until shared.db.tasks.insert_rescore (branch i12tasks) is merged: a new task of the same
-    counter, day and token."""
-    task = await tasks.get(conn, task_id)
-    if task is None:
+        if made.created:
+            await schedules.finish(conn, run, "uploaded", batch_id)
+            return made
+        note = (
+            f"nothing new to upload: of {made.visits} level-4+ visits, {made.already_sent} were sent before, "
+            f"{made.too_old} are too old"
+        )
+        await schedules.finish(conn, run, "completed", None, note)
         return None
-    new_id = uuid.uuid4()
-    await tasks.insert(conn, new_id, task["day"], task["counter"], task["token_enc"], task["callback_url"])
-    return new_id
 
 
 class _Taken(Exception):

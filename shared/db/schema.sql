@@ -367,3 +367,19 @@ CREATE TABLE IF NOT EXISTS counter_zones (
     timezone   text NOT NULL,
     fetched_at timestamptz NOT NULL DEFAULT now()
 );
+-- issue 12: backfills and re-score runs. A backfill is a parent row (day..day_to, never scored: its status
+-- is its days' aggregate, computed when read) and one child task per day (parent_id). A re-score of a day
+-- is a new task row: rescore_of names the day's first task (the family's root), run counts from 1.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS parent_id uuid REFERENCES tasks (id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS day_to date;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS rescore_of uuid REFERENCES tasks (id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS run integer NOT NULL DEFAULT 1;
+CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (parent_id, day) WHERE parent_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_runs ON tasks (rescore_of, run) WHERE rescore_of IS NOT NULL;
+-- issue 12: bulk uploads in SQL. A bulk row keeps the visit it was made of: a later upload of the same
+-- counter and target (a re-scored day) sends only the visits no earlier row sent (an `error` row did not)
+ALTER TABLE conversions ADD COLUMN IF NOT EXISTS visit_id text;
+CREATE INDEX IF NOT EXISTS conversions_visit ON conversions (visit_id, target) WHERE visit_id IS NOT NULL;
+-- a bulk batch made in the request holds what its rows are to be made of ({target, zone, max_age_days,
+-- reason, tasks}) until the uploader makes them, in one INSERT ... SELECT (shared/db/bulk.py)
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;

@@ -10,14 +10,13 @@ from zoneinfo import ZoneInfo
 
 import aio_pika
 import pandas as pd
-import pytest
 
 from scheduler.loop import Scheduler
 from scheduler.main import main as scheduler_main
 from scorer import results
 from shared import broker, db, schedule_days
 from shared.crypto import TokenCipher
-from shared.db import schedules, tasks
+from shared.db import bulk, schedules, tasks
 from tests.conftest import AMQP_URL, outbox_drained, override, wait_for
 
 MOSCOW = ZoneInfo("Europe/Moscow")
@@ -224,6 +223,7 @@ async def test_a_completed_run_is_uploaded_once(settings, pool):
     assert [(u["id"], u["task_id"], u["source"]) for u in uploads] == [
         (run["upload_id"], run["task_id"], "bulk")
     ]
+    assert await bulk.expand(pool, run["upload_id"]) == 10  # as the uploader does when it takes it
     rows = await pool.fetch(
         "SELECT identifier, target FROM conversions WHERE batch_id = $1", run["upload_id"]
     )
@@ -285,22 +285,45 @@ async def test_a_day_is_rescored_once_at_d_plus_3(settings, pool):
     assert task is not None and task["status"] == "pending" and task["counter"] == 801
 
 
-@pytest.mark.xfail(reason="until i12tasks: bulk.create_from_task leaves out visits sent before", strict=True)
 async def test_a_rescored_day_uploads_only_new_visits(settings, pool):
-    new_visits = 5
     await add_schedule(pool, settings, 802, target="level4")
     replica = scheduler(pool, settings)
     await replica.tick(NOW)
     (score,) = await runs(pool, 802)
     await complete(pool, score["task_id"], range(10))
     await replica.tick(NOW)
+    (score,) = await runs(pool, 802)
+    assert await bulk.expand(pool, score["upload_id"]) == 10
     at_d3 = dt.datetime.combine(YESTERDAY + 3 * DAY, dt.time(0), tzinfo=dt.UTC)
     await replica.tick(at_d3)
     rescore = next(r for r in await runs(pool, 802) if r["kind"] == "rescore")
-    # the re-score finds the same ten level-4+ visits and `new_visits` more
-    await complete(pool, rescore["task_id"], range(10 + new_visits))
+    # the re-score finds the same ten level-4+ visits and five more
+    await complete(pool, rescore["task_id"], range(15))
     await replica.tick(at_d3)
     rescore = next(r for r in await runs(pool, 802) if r["kind"] == "rescore")
     assert rescore["status"] == "uploaded", rescore
+    assert await bulk.expand(pool, rescore["upload_id"]) == 5
     rows = await pool.fetch("SELECT identifier FROM conversions WHERE batch_id = $1", rescore["upload_id"])
-    assert sorted(r["identifier"] for r in rows) == sorted(str(2**62 + i) for i in range(10, 10 + new_visits))
+    assert sorted(r["identifier"] for r in rows) == sorted(str(2**62 + i) for i in range(10, 15))
+    # the task serves its latest run
+    assert (await tasks.served(pool, score["task_id"]))["id"] == rescore["task_id"]
+
+
+async def test_a_rescore_with_nothing_new_uploads_nothing(settings, pool):
+    await add_schedule(pool, settings, 803, target="level4")
+    replica = scheduler(pool, settings)
+    await replica.tick(NOW)
+    (score,) = await runs(pool, 803)
+    await complete(pool, score["task_id"], range(10))
+    await replica.tick(NOW)
+    (score,) = await runs(pool, 803)
+    await bulk.expand(pool, score["upload_id"])
+    at_d3 = dt.datetime.combine(YESTERDAY + 3 * DAY, dt.time(0), tzinfo=dt.UTC)
+    await replica.tick(at_d3)
+    rescore = next(r for r in await runs(pool, 803) if r["kind"] == "rescore")
+    await complete(pool, rescore["task_id"], range(8))  # two sessions fell below level 4: nothing new
+    await replica.tick(at_d3)
+    rescore = next(r for r in await runs(pool, 803) if r["kind"] == "rescore")
+    assert (rescore["status"], rescore["upload_id"]) == ("completed", None)
+    assert rescore["note"] == "nothing new to upload: of 8 level-4+ visits, 8 were sent before, 0 are too old"
+    assert await pool.fetchval("SELECT count(*) FROM batches") == 1
