@@ -42,8 +42,6 @@ async def test_a_schedule_scores_yesterday_and_uploads_it(gateway, settings, san
     status = await wait_for(final, timeout=60, what="the upload processed")
     result = await gateway.get(f"/tasks/{run['task_id']}/result", params={"limit": 1000})
     level4 = (await result.json())["data"]
-        "data"
-    ]
     assert status["status"] == "processed" and status["processed"] == status["total"] == len(level4) > 0
     sent = sorted(line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(COUNTER))
     assert sent == sorted(v["clientId"] for v in level4)
