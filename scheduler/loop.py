@@ -136,12 +136,17 @@ class Scheduler:
         """Follow up the runs whose task finished, one transaction each: a failed task fails the run; a
         completed one completes it, with its upload when the schedule has a target. The number done."""
         done = 0
+        seen: set[tuple[int, dt.date, str]] = set()
         while done < FOLLOW_UPS_PER_TICK:
             made: bulk.BulkCreated | None = None
             async with self._pool.acquire() as conn, conn.transaction():
                 run = await schedules.lock_finished(conn)
                 if run is None:
                     break
+                key = (run["counter"], run["day"], run["kind"])
+                if key in seen:  # its upload failed in this tick: it waits for the next one
+                    break
+                seen.add(key)
                 try:
                     async with conn.transaction():  # a savepoint: a failed upload leaves the run waiting
                         made = await self._finish(conn, run)

@@ -327,3 +327,24 @@ async def test_a_rescore_with_nothing_new_uploads_nothing(settings, pool):
     assert (rescore["status"], rescore["upload_id"]) == ("completed", None)
     assert rescore["note"] == "nothing new to upload: of 8 level-4+ visits, 8 were sent before, 0 are too old"
     assert await pool.fetchval("SELECT count(*) FROM batches") == 1
+
+
+async def test_an_upload_that_fails_waits_for_the_next_tick(settings, pool):
+    await add_schedule(pool, settings, 804, target="level4")
+    await add_schedule(pool, settings, 805, target="level4")
+    broken: set[int] = set()
+    replica = scheduler(pool, settings, zones(broken=broken))
+    await replica.tick(NOW)
+    for run in await runs(pool):
+        await complete(pool, run["task_id"], range(3))
+    broken.add(804)  # its zone cannot be had now: no upload can be made of its run
+    assert await replica.follow_up() == 2  # each looked at once in a tick
+    failing, healthy = await runs(pool, 804), await runs(pool, 805)
+    assert (failing[0]["status"], failing[0]["upload_id"]) == ("scoring", None)
+    assert failing[0]["note"] == "upload not created yet: counter 804 is broken"
+    assert healthy[0]["status"] == "uploaded"
+    broken.clear()
+    await replica.tick(NOW)
+    (run,) = await runs(pool, 804)
+    assert run["status"] == "uploaded" and run["upload_id"] is not None
+    assert await pool.fetchval("SELECT count(*) FROM batches") == 2
