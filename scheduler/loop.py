@@ -95,10 +95,8 @@ class Scheduler:
         run_at = schedule["run_at"]
         days = schedule_days.score_days(now, run_at, zone, schedule["first_day"])
         if days:
-            scored = await schedules.scored_days(self._pool, schedule["counter"], days[0])
-            for day in days:
-                if day not in scored:
-                    await self._claim(schedule, day, "score", None)
+            for day in await schedules.missing_days(self._pool, schedule["counter"], days[0], days[-1]):
+                await self._claim(schedule, day, "score", None)
         first, last = schedule_days.rescore_window(now, run_at, zone)
         for run in await schedules.rescore_due(self._pool, schedule["counter"], first, last):
             await self._claim(schedule, run["day"], "rescore", run["task_id"])

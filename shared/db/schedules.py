@@ -68,7 +68,14 @@ ACTIVE = """
 SELECT id, counter, token_enc, run_at, first_day, callback_url FROM schedules
 WHERE NOT paused ORDER BY counter
 """
-SCORED_DAYS = "SELECT day FROM schedule_runs WHERE counter = $1 AND kind = 'score' AND day >= $2"
+# the days from $2 to $3 without a score run for counter $1 (none, but on the day a run is due)
+MISSING_DAYS = """
+SELECT d::date AS day FROM generate_series($2::date, $3::date, interval '1 day') AS d
+WHERE NOT EXISTS (
+    SELECT 1 FROM schedule_runs r WHERE r.counter = $1 AND r.day = d::date AND r.kind = 'score'
+)
+ORDER BY 1
+"""
 # only for a schedule still there and not paused (it may have changed since it was read)
 CLAIM = """
 INSERT INTO schedule_runs (counter, day, kind, schedule_id, task_id)
@@ -182,9 +189,9 @@ async def active(db: Executor) -> list[asyncpg.Record]:
     return list(await db.fetch(ACTIVE))
 
 
-async def scored_days(db: Executor, counter: int, since: dt.date) -> set[dt.date]:
-    """The days from `since` on that have a score run for `counter`."""
-    return {row["day"] for row in await db.fetch(SCORED_DAYS, counter, since)}
+async def missing_days(db: Executor, counter: int, first: dt.date, last: dt.date) -> list[dt.date]:
+    """The days from `first` to `last` without a score run for `counter`, oldest first."""
+    return [row["day"] for row in await db.fetch(MISSING_DAYS, counter, first, last)]
 
 
 async def claim(
