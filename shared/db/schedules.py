@@ -16,20 +16,25 @@ import asyncpg
 
 from shared.db import Executor
 
-# a schedule as the API shows it: its latest run, and the latest day scored for its counter (by any
-# schedule: runs outlive a deleted schedule)
-_SCHEDULE = """
+
+def _schedules(source: str) -> str:
+    """Schedules as the API shows them, of `source` (a query of schedules rows, already limited): each
+    with its latest run (of its latest day), and the latest day scored for its counter (by any schedule:
+    runs outlive a deleted schedule)."""
+    return f"""
 SELECT s.id, s.counter, s.run_at, s.upload_target, s.paused, s.first_day, s.callback_url, s.created_at,
        s.updated_at,
        (SELECT max(d.day) FROM schedule_runs d WHERE d.counter = s.counter AND d.kind = 'score')
            AS last_scored,
        l.day AS last_day, l.kind AS last_kind, l.task_id AS last_task_id, l.status AS last_status,
        l.upload_id AS last_upload_id, l.note AS last_note, l.created_at AS last_created_at
-FROM schedules s
+FROM ({source}) s
 LEFT JOIN LATERAL (
-    SELECT * FROM schedule_runs r WHERE r.schedule_id = s.id ORDER BY r.created_at DESC, r.day DESC LIMIT 1
+    SELECT * FROM schedule_runs r WHERE r.schedule_id = s.id ORDER BY r.day DESC, r.created_at DESC LIMIT 1
 ) l ON true
 """
+
+
 INSERT = """
 INSERT INTO schedules (id, counter, token_enc, run_at, upload_target, first_day, callback_url)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -37,9 +42,13 @@ ON CONFLICT (counter) DO NOTHING
 RETURNING id
 """
 OF_COUNTER = "SELECT id FROM schedules WHERE counter = $1"
-GET = _SCHEDULE + " WHERE s.id = $1"
+GET = _schedules("SELECT * FROM schedules WHERE id = $1")
 COUNT = "SELECT count(*) FROM schedules"
-PAGE = _SCHEDULE + " ORDER BY s.created_at DESC, s.id DESC LIMIT $1 OFFSET $2"
+# newest first: the page is taken by index (schedules_created) before each row's runs are looked up
+PAGE = (
+    _schedules("SELECT * FROM schedules ORDER BY created_at DESC, id DESC LIMIT $1 OFFSET $2")
+    + " ORDER BY s.created_at DESC, s.id DESC"
+)
 # $6: pause (true) or resume (false); a resume moves first_day to $7, the counter-local yesterday, so
 # that the days paused are skipped (never earlier than it was)
 UPDATE = """

@@ -341,7 +341,7 @@ CREATE TABLE IF NOT EXISTS schedules (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS schedules_created ON schedules (created_at);
+CREATE INDEX IF NOT EXISTS schedules_created ON schedules (created_at, id);
 CREATE TABLE IF NOT EXISTS schedule_runs (
     counter         bigint NOT NULL,
     day             date NOT NULL,
