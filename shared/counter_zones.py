@@ -5,7 +5,8 @@ conversion `date_time` without a zone are in it.
 every replica and service), and asks the Management API (`GET /management/v1/counter/{id}`, field
 `time_zone_name`) only when neither holds an answer younger than COUNTER_ZONE_TTL_S. When the API fails
 (or names a zone this machine does not know) the last answer kept is used, else COUNTER_TIMEZONE; the
-failure is logged once per counter, and the counter is not asked again for COUNTER_ZONE_RETRY_S.
+failure is logged once per counter, and the counter is not asked again with that token for
+COUNTER_ZONE_RETRY_S (another token may have access).
 `cached(counter)` never calls the API: the hot paths (webhook submissions) use it, and webhook creation
 and update fetch the zone ahead with the webhook's token.
 """
@@ -38,6 +39,7 @@ MAX_ENTRIES = 100_000
 class _Entry:
     zone: ZoneInfo
     until: float  # monotonic time after which Postgres (or the API) is asked again
+    settled: bool  # Metrika's answer younger than the TTL (else a stale answer, or the fallback)
 
 
 class CounterZones:
@@ -58,7 +60,9 @@ class CounterZones:
         self._retry_s = settings.counter_zone_retry_s
         self._memory: dict[int, _Entry] = {}
         self._locks: dict[int, asyncio.Lock] = {}
-        self._failing: dict[int, float] = {}  # counter -> monotonic time before which the API is not asked
+        # (counter, token) -> monotonic time before which the API is not asked again with that token (a
+        # token without access fails; another one may not)
+        self._failing: dict[tuple[int, str], float] = {}
         self._warned: set[int] = set()
 
     @property
@@ -68,20 +72,26 @@ class CounterZones:
     async def zone(self, counter: int, token: str) -> ZoneInfo:
         """The counter's time zone, asked of the Management API with `token` when none younger than the TTL
         is kept; the zone kept, else the fallback, when the API fails."""
-        entry = self._memory.get(counter)
-        if entry is not None and entry.until > self._clock():
-            return entry.zone
+        if (zone := self._known_now(counter, token)) is not None:
+            return zone
         async with self._lock(counter):  # one look-up per counter at a time; the others share its answer
-            entry = self._memory.get(counter)
-            if entry is not None and entry.until > self._clock():
-                return entry.zone
+            if (zone := self._known_now(counter, token)) is not None:
+                return zone
             stored = await counter_zones.get(self._pool, counter)
             kept = _known(stored.timezone) if stored is not None else None
             if stored is not None and kept is not None and (left := self._left_s(stored.fetched_at)) > 0:
-                return self._remember(counter, kept, left)
-            if self._failing.get(counter, 0.0) > self._clock():
-                return self._remember(counter, kept or self._fallback, self._retry_s)
+                return self._remember(counter, kept, left, settled=True)
+            if self._failing.get((counter, token), 0.0) > self._clock():
+                return self._remember(counter, kept or self._fallback, self._retry_s, settled=False)
             return await self._fetch(counter, token, kept)
+
+    def _known_now(self, counter: int, token: str) -> ZoneInfo | None:
+        """The zone remembered if it is Metrika's answer within the TTL, or if this token just failed."""
+        entry = self._memory.get(counter)
+        now = self._clock()
+        if entry is None or entry.until <= now:
+            return None
+        return entry.zone if entry.settled or self._failing.get((counter, token), 0.0) > now else None
 
     async def today(self, counter: int, token: str, now: dt.datetime | None = None) -> dt.date:
         """The counter's date (in its zone) at `now` (aware; default: now): the Logs API serves the days
@@ -103,13 +113,15 @@ class CounterZones:
             kept = _known(stored.timezone) if stored is not None else None
             if stored is not None and kept is not None:
                 left = self._left_s(stored.fetched_at)
-                return self._remember(counter, kept, left if left > 0 else self._retry_s)
-            return self._remember(counter, self._fallback, self._retry_s)
+                if left > 0:
+                    return self._remember(counter, kept, left, settled=True)
+                return self._remember(counter, kept, self._retry_s, settled=False)
+            return self._remember(counter, self._fallback, self._retry_s, settled=False)
 
     def forget(self, counter: int) -> None:
         """Ask again next time (a test, or a counter whose zone is known to have changed)."""
         self._memory.pop(counter, None)
-        self._failing.pop(counter, None)
+        self._failing = {key: until for key, until in self._failing.items() if key[0] != counter}
 
     async def _fetch(self, counter: int, token: str, kept: ZoneInfo | None) -> ZoneInfo:
         api = MetrikaApi(
@@ -123,31 +135,33 @@ class CounterZones:
         try:
             name = _zone_name(await api.send("GET", ""))
         except MetrikaError as exc:  # its text never holds the token
-            return self._failed(counter, kept, str(exc))
+            return self._failed(counter, token, kept, str(exc))
         zone = _known(name)
         if zone is None:
-            return self._failed(counter, kept, f"Metrika named an unknown time zone {name!r}")
+            return self._failed(counter, token, kept, f"Metrika named an unknown time zone {name!r}")
         await counter_zones.put(self._pool, counter, name)
-        self._failing.pop(counter, None)
         self._warned.discard(counter)
-        return self._remember(counter, zone, self._ttl_s)
+        return self._remember(counter, zone, self._ttl_s, settled=True)
 
-    def _failed(self, counter: int, kept: ZoneInfo | None, reason: str) -> ZoneInfo:
+    def _failed(self, counter: int, token: str, kept: ZoneInfo | None, reason: str) -> ZoneInfo:
         zone = kept or self._fallback
         if counter not in self._warned:
             self._warned.add(counter)
             used = f"the zone read before, {zone.key}" if kept else f"COUNTER_TIMEZONE {zone.key}"
             logger.warning("counter %s: time zone not read (%s); using %s", counter, reason, used)
-        self._failing[counter] = self._clock() + self._retry_s
-        return self._remember(counter, zone, self._retry_s)
+        now = self._clock()
+        if len(self._failing) >= MAX_ENTRIES:
+            self._failing = {key: until for key, until in self._failing.items() if until > now}
+        self._failing[(counter, token)] = now + self._retry_s
+        return self._remember(counter, zone, self._retry_s, settled=False)
 
-    def _remember(self, counter: int, zone: ZoneInfo, for_s: float) -> ZoneInfo:
+    def _remember(self, counter: int, zone: ZoneInfo, for_s: float, *, settled: bool) -> ZoneInfo:
+        now = self._clock()
         if len(self._memory) >= MAX_ENTRIES and counter not in self._memory:
-            now = self._clock()
             self._memory = {k: v for k, v in self._memory.items() if v.until > now}
             if len(self._memory) >= MAX_ENTRIES:
                 self._memory.clear()
-        self._memory[counter] = _Entry(zone, self._clock() + for_s)
+        self._memory[counter] = _Entry(zone, now + for_s, settled)
         return zone
 
     def _left_s(self, fetched_at: dt.datetime) -> float:

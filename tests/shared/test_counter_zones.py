@@ -88,8 +88,19 @@ async def test_a_failing_api_keeps_the_zone_read_before(sandbox, pool, http, set
     assert asked(sandbox, NOVOSIBIRSK_COUNTER) == 3
 
 
-async def test_a_bad_token_falls_back(zones, sandbox) -> None:
+async def test_a_bad_token_falls_back_and_a_good_one_is_still_tried(zones, sandbox) -> None:
     assert await zones.zone(NOVOSIBIRSK_COUNTER, "not-a-token") == MOSCOW
+    assert await zones.zone(NOVOSIBIRSK_COUNTER, "not-a-token") == MOSCOW
+    assert asked(sandbox, NOVOSIBIRSK_COUNTER) == 1
+    assert await zones.zone(NOVOSIBIRSK_COUNTER, TOKEN) == NOVOSIBIRSK
+    assert asked(sandbox, NOVOSIBIRSK_COUNTER) == 2
+
+
+async def test_a_fallback_from_cached_does_not_stop_a_fetch(zones, sandbox) -> None:
+    """A webhook's submission (cached) before the zone was ever read, then the webhook changed (zone)."""
+    assert await zones.cached(NOVOSIBIRSK_COUNTER) == MOSCOW
+    assert await zones.zone(NOVOSIBIRSK_COUNTER, TOKEN) == NOVOSIBIRSK
+    assert await zones.cached(NOVOSIBIRSK_COUNTER) == NOVOSIBIRSK
     assert asked(sandbox, NOVOSIBIRSK_COUNTER) == 1
 
 
