@@ -54,24 +54,41 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         media={200: "application/octet-stream"},
     ),
     ("POST", "/tasks"): Endpoint(
-        "Score a day of a counter's visits",
+        "Score a day of a counter's visits, or every day of a range (a backfill)",
         "tasks",
         {200: m.TaskCreated},
         (400,),
         body=schemas.TaskCreate,
-        description="`token` and `counter` default to METRIKA_TOKEN and METRIKA_COUNTER.",
+        description="`date` (one day), or `date_from` and `date_to` (inclusive, at most 365 days, past "
+        "days only): a parent task and a task per day. `token` and `counter` default to METRIKA_TOKEN and "
+        "METRIKA_COUNTER.",
     ),
     ("GET", "/tasks/{task_id}/status"): Endpoint(
-        "A task's status and progress", "tasks", {200: m.TaskStatus}, (404,)
+        "A task's status and progress (a backfill: its days' aggregate, and each day)",
+        "tasks",
+        {200: m.TaskStatus},
+        (404,),
+        description="A backfill is completed when every day is, failed when every day has ended and one "
+        "failed, pending while none has started, running otherwise; its progress is their average.",
     ),
     ("GET", "/tasks/{task_id}/result"): Endpoint(
-        "A page of a completed task's level-4+ visits",
+        "A page of a completed task's level-4+ visits (a backfill: of every completed day)",
         "tasks",
         {200: m.TaskResult},
-        (404, 409),
+        (400, 404, 409),
         query=tasks.ResultQuery,
-        description="409 while the task is not finished, or when it failed. `client_id` keeps one "
-        "visitor's visits (an exact match).",
+        description="A day serves its latest completed run (`run`: another one; 404 if absent). A "
+        "backfill serves its completed days in day order, each visit with its `date` (`date`: one day). "
+        "409 while nothing is completed, or when the task failed. `client_id` keeps one visitor's visits "
+        "(an exact match).",
+    ),
+    ("POST", "/tasks/{task_id}/rescore"): Endpoint(
+        "Score a day again (late data): its next run, served once it completes",
+        "tasks",
+        {202: m.TaskRescored},
+        (404, 409),
+        description="409 for a backfill (re-score its days) and while a run of the day is pending or "
+        "running. A failed re-score leaves the earlier completed run served.",
     ),
     ("GET", "/tasks"): Endpoint(
         "Tasks, newest first, by status, counter and the day scored (`date`, or `date_from`..`date_to`)",
@@ -83,11 +100,16 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "A completed task's level-4+ visits for charts: by hour, by score tenth, by device class",
         "tasks",
         {200: m.TaskSummary},
-        (404, 409),
-        description="409 while the task is not finished, or when it failed.",
+        (400, 404, 409),
+        query=tasks.SummaryQuery,
+        description="Of the run the result serves (`run`: another one); a backfill: of its completed days "
+        "(`date`: one day). 409 while nothing is completed, or when the task failed.",
     ),
     ("POST", "/tasks/{task_id}/retry"): Endpoint(
-        "Run a failed task again from the start", "tasks", {202: m.TaskRetried}, (404, 409)
+        "Run a failed task again from the start (a backfill: each failed day)",
+        "tasks",
+        {202: m.TaskRetried},
+        (404, 409),
     ),
     ("GET", "/tasks/{task_id}/conversions"): Endpoint(
         "Every upload made from a task", "conversions", {200: m.TaskUploads}, (404,)
@@ -162,6 +184,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         {200: m.UploadCreated},
         (400, 404, 409),
         body=schemas.ConversionsBulk,
+        description="The visits of the run the task serves (a backfill: of every completed day) not "
+        "uploaded before for this counter and target (409 when none is left). The uploader makes the "
+        "rows when it takes the upload: `total` is 0 until then.",
     ),
     ("POST", "/conversions/single"): Endpoint(
         "Upload one conversion",

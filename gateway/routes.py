@@ -34,6 +34,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)
     app.router.add_get("/tasks/{task_id}/summary", tasks.task_summary)
     app.router.add_post("/tasks/{task_id}/retry", tasks.retry_task)
+    app.router.add_post("/tasks/{task_id}/rescore", tasks.rescore_task)
     app.router.add_get("/tasks/{task_id}/conversions", conversions.task_conversions)
     app.router.add_post("/schedules", schedules.create_schedule)
     app.router.add_get("/schedules", schedules.list_schedules)

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -65,22 +66,54 @@ CallbackUrl = Annotated[
 ]
 
 
+MAX_BACKFILL_DAYS = 365  # days of one backfill, as the Logs API allows in one request
+
+
 class TaskCreate(BaseModel):
-    """POST /tasks."""
+    """POST /tasks: one day (`date`), or a backfill of every day from `date_from` to `date_to` (inclusive,
+    at most MAX_BACKFILL_DAYS days): exactly one of the two forms."""
 
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date
+    date: dt.date | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
     token: Token | None = None
     counter: CounterId | None = None
     callback_url: CallbackUrl | None = None
 
-    @field_validator("date")
+    @field_validator("date", "date_from", "date_to")
     @classmethod
-    def _past_only(cls, value: dt.date) -> dt.date:
-        if value >= dt.date.today():
-            raise ValueError("date must be in the past: the Logs API has no data for today or later")
+    def _past_only(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        if value is not None and value >= dt.date.today():
+            raise ValueError(
+                f"{info.field_name} must be in the past: the Logs API has no data for today or later"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TaskCreate:
+        ranged = self.date_from is not None or self.date_to is not None
+        if self.date is not None and ranged:
+            raise ValueError("give either date (one day) or date_from and date_to (a backfill), not both")
+        if self.date is None and not ranged:
+            raise ValueError("date (one day) or date_from and date_to (a backfill) is required")
+        if ranged:
+            if self.date_from is None or self.date_to is None:
+                raise ValueError("a backfill needs both date_from and date_to")
+            if self.date_from > self.date_to:
+                raise ValueError("date_from must not be after date_to")
+            if (self.date_to - self.date_from).days >= MAX_BACKFILL_DAYS:
+                raise ValueError(f"a backfill spans at most {MAX_BACKFILL_DAYS} days; split it")
+        return self
+
+    def days(self) -> list[dt.date]:
+        """The days to score: `date`, or every day from date_from to date_to."""
+        if self.date is not None:
+            return [self.date]
+        assert self.date_from is not None and self.date_to is not None
+        count = (self.date_to - self.date_from).days + 1
+        return [self.date_from + dt.timedelta(days=i) for i in range(count)]
 
 
 class ScoreTask(BaseModel):

@@ -145,11 +145,11 @@ FROM unnest($4::uuid[], $5::date[]) AS d (id, day)
 # one (the run served)
 DAYS = """
 SELECT c.id, c.day, l.id AS latest_id, l.run AS latest_run, l.status AS latest_status,
-       l.progress AS latest_progress, l.error AS latest_error, s.id AS served_id, s.run AS served_run,
-       s.total_visits, s.level4_visits
+       l.progress AS latest_progress, l.error AS latest_error, l.started_at, l.finished_at,
+       s.id AS served_id, s.run AS served_run, s.total_visits, s.level4_visits
 FROM tasks c
 CROSS JOIN LATERAL (
-    SELECT x.id, x.run, x.status, x.progress, x.error FROM tasks x
+    SELECT x.id, x.run, x.status, x.progress, x.error, x.started_at, x.finished_at FROM tasks x
     WHERE x.id = c.id OR x.rescore_of = c.id ORDER BY x.run DESC LIMIT 1
 ) l
 LEFT JOIN LATERAL (
