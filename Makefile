@@ -28,7 +28,7 @@ test: install services browser
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared gateway scorer uploader sandbox
+	$(VENV)/bin/mypy shared gateway scorer uploader scheduler sandbox
 
 format: install
 	$(VENV)/bin/ruff check --fix .

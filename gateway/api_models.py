@@ -112,10 +112,49 @@ class Pagination(BaseModel):
     has_more: bool
 
 
+class BackfillDayCreated(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date
+    task_id: uuid.UUID = Field(description="The day's task (run 1)")
+
+
 class TaskCreated(BaseModel):
-    model_config = _shape({"task_id": _TASK})
+    """A task, or a backfill: its parent's task_id and a task per day."""
+
+    model_config = _shape(
+        {
+            "task_id": _TASK,
+            "days": [{"date": "2025-07-01", "task_id": "9a1f7c2e-3b4d-4e5f-8a6b-7c8d9e0f1a2b"}],
+        }
+    )
 
     task_id: uuid.UUID
+    days: list[BackfillDayCreated] | None = Field(None, description="A backfill's days (absent for one day)")
+
+
+class TaskRescored(BaseModel):
+    model_config = _shape({"task_id": _TASK, "run": 2, "rescore_of": _TASK, "status": "pending"})
+
+    task_id: uuid.UUID = Field(description="The new run's task")
+    run: int = Field(description="Its run number: 2 for the first re-score")
+    rescore_of: uuid.UUID = Field(description="The day's first task (run 1)")
+    status: Literal["pending"]
+
+
+class BackfillDay(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date: dt.date
+    task_id: uuid.UUID = Field(description="The day's first task (run 1)")
+    status: Literal["pending", "running", "completed", "failed"] = Field(
+        description="completed once a run of the day completed; else its latest run's"
+    )
+    progress: int
+    latest_run: int
+    served_run: int | None = Field(description="The completed run its results serve")
+    level4_visits: int | None
+    error: str | None
 
 
 class Notification(BaseModel):
@@ -170,6 +209,17 @@ class TaskStatus(BaseModel):
     attempts: int
     last_error: str | None
     notification: Notification | None = _NOTIFICATION
+    kind: Literal["day", "backfill"] = Field(
+        "day", description="backfill: a parent whose status and progress are its days' aggregate"
+    )
+    date: dt.date | None = Field(None, description="The day scored (a backfill: its first day)")
+    date_to: dt.date | None = Field(None, description="A backfill's last day")
+    parent_id: uuid.UUID | None = Field(None, description="A backfill's day: its parent")
+    run: int | None = Field(None, description="A day task's run (1, then 2.. for re-scores)")
+    rescore_of: uuid.UUID | None = Field(None, description="A re-score: the day's first task")
+    latest_run: int | None = Field(None, description="The day's latest run")
+    served_run: int | None = Field(None, description="The completed run the result endpoints serve")
+    days: list[BackfillDay] | None = Field(None, description="A backfill's days")
 
 
 class Visit(BaseModel):
@@ -181,6 +231,7 @@ class Visit(BaseModel):
     visitDuration: int
     score: float
     model_version: str
+    date: dt.date | None = Field(None, description="A backfill's result: the visit's day")
 
 
 class TaskResult(BaseModel):
@@ -211,6 +262,7 @@ class TaskRetried(BaseModel):
 
     task_id: uuid.UUID
     status: Literal["pending"]
+    days: list[uuid.UUID] | None = Field(None, description="A backfill: the tasks of the days retried")
 
 
 class UploadCreated(BaseModel):
@@ -571,6 +623,11 @@ class TaskItem(BaseModel):
     total_visits: int | None
     level4_visits: int | None
     error: str | None
+    kind: Literal["day", "backfill"]
+    date_to: dt.date | None = Field(description="A backfill's last day")
+    parent_id: uuid.UUID | None = Field(description="A backfill's day: its parent")
+    run: int | None = Field(description="A day task's run (null for a backfill)")
+    rescore_of: uuid.UUID | None = Field(description="A re-score: the day's first task")
 
 
 class TaskList(BaseModel):
@@ -592,6 +649,11 @@ class TaskList(BaseModel):
                     "total_visits": 1204,
                     "level4_visits": 31,
                     "error": None,
+                    "kind": "day",
+                    "date_to": None,
+                    "parent_id": None,
+                    "run": 1,
+                    "rescore_of": None,
                 }
             ],
             "pagination": _PAGE_OF_ONE,
@@ -774,4 +836,94 @@ class SearchResults(BaseModel):
     )
 
     data: list[FoundUploadRow | FoundBatchRow]
+    pagination: Pagination
+
+
+# schedules (gateway/schedules.py)
+
+_SCHEDULE = "0b9d2c6e-3f41-4a5e-8f7b-2c1d0e9a8b7c"
+_RUN_EXAMPLE: dict[str, Any] = {
+    "date": "2026-11-25",
+    "kind": "score",
+    "task_id": _TASK,
+    "status": "uploaded",
+    "upload_id": _UPLOAD,
+    "note": None,
+    "created_at": "2026-11-26T00:00:04.512001+00:00",
+}
+_SCHEDULE_EXAMPLE: dict[str, Any] = {
+    "schedule_id": _SCHEDULE,
+    "counter": 123456,
+    "time": "03:00",
+    "timezone": "Europe/Moscow",
+    "upload": {"target": "level4"},
+    "paused": False,
+    "callback_url": None,
+    "created_at": _AT,
+    "updated_at": _AT,
+    "next_run_at": "2026-11-27T00:00:00.000000+00:00",
+    "last_run": _RUN_EXAMPLE,
+}
+
+
+class ScheduleRun(BaseModel):
+    """One run of a schedule: a day scored ("score") or re-scored at D+3 ("rescore")."""
+
+    model_config = _shape(_RUN_EXAMPLE)
+
+    date: dt.date = Field(description="The day scored (counter-local)")
+    kind: Literal["score", "rescore"]
+    task_id: uuid.UUID = Field(description="The scoring task (GET /tasks/{task_id}/status)")
+    status: Literal["scoring", "completed", "uploaded", "failed"] = Field(
+        description="scoring (its task is pending or running), completed (scored; uploaded nothing), "
+        "uploaded (its upload was created: upload_id), failed (its task failed: note)"
+    )
+    upload_id: uuid.UUID | None = Field(description="The upload made of it (GET /conversions/{id}/status)")
+    note: str | None = Field(description="Why it failed, or what its upload holds")
+    created_at: dt.datetime
+
+
+class ScheduleUploadTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+
+
+class Schedule(BaseModel):
+    """A schedule, never with its token."""
+
+    model_config = _shape(_SCHEDULE_EXAMPLE)
+
+    schedule_id: uuid.UUID
+    counter: int
+    time: str = Field(description='The time of day runs start at, counter-local ("HH:MM")')
+    timezone: str = Field(description="The counter's time zone (IANA name)")
+    upload: ScheduleUploadTarget | None
+    paused: bool
+    callback_url: str | None = Field(description="Where each run's task (and upload) summary is POSTed")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    next_run_at: dt.datetime | None = Field(
+        description="When the next day's run is due (null while paused; past: it is being caught up)"
+    )
+    last_run: ScheduleRun | None
+
+
+class ScheduleWithRuns(Schedule):
+    model_config = _shape({**_SCHEDULE_EXAMPLE, "runs": [_RUN_EXAMPLE]})
+
+    runs: list[ScheduleRun] = Field(description="The latest runs, latest day first")
+
+
+class ScheduleList(BaseModel):
+    model_config = _shape({"data": [_SCHEDULE_EXAMPLE], "pagination": _PAGE_OF_ONE})
+
+    data: list[Schedule]
+    pagination: Pagination
+
+
+class ScheduleRuns(BaseModel):
+    model_config = _shape({"data": [_RUN_EXAMPLE], "pagination": _PAGE_OF_ONE})
+
+    data: list[ScheduleRun]
     pagination: Pagination

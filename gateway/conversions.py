@@ -3,7 +3,6 @@ object the webhook endpoints share."""
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -15,9 +14,9 @@ from aiohttp import web
 from gateway import callbacks, idempotency, keys, timestamps
 from gateway.bodies import parse_body, read_json
 from gateway.tasks import load_task
-from shared import errors
-from shared.conversions import Checked, Conversion, Rejected, RowError, Rules, check_row
-from shared.db import Executor, batches, notifications, tasks
+from shared import broker, errors, logs
+from shared.conversions import Checked, Conversion, Rules, check_row
+from shared.db import Executor, batches, bulk, notifications, tasks
 from shared.schemas import ConversionsBulk, UploadCredentials
 from shared.settings import Settings
 
@@ -28,49 +27,68 @@ MAX_LISTED_ROW_ERRORS = 1000
 
 
 async def create_bulk(request: web.Request) -> web.Response:
+    """Every level-4+ visit of the run a task serves (of each day, for a backfill) not uploaded before for
+    this counter and target becomes a ClientId conversion. The batch and its message are stored here in one
+    statement; the uploader makes its rows from the task's visits when it takes it (shared/db/bulk.py)."""
     body = await parse_body(request, ConversionsBulk)
     task = await load_task(request, body.task_id)
-    if task["status"] == "failed":
-        raise errors.Conflict(f"Task failed: {task['error']}")
-    if task["status"] != "completed":
-        raise errors.Conflict("Task not finished")
-    visits = await tasks.all_visits(request.app[keys.PG_POOL], task["id"])
-    if not visits:
-        raise errors.Conflict("Task has no level-4+ visits: there is nothing to upload")
+    pool = request.app[keys.PG_POOL]
+    await _check_served(pool, task)
+    settings = request.app[keys.SETTINGS]
     cipher = request.app[keys.CIPHER]
     # a token stored under a key no longer configured: fall back to the environment's
     token = body.token or cipher.decrypt_or_none(task["token_enc"])
-    token, counter = _credentials(request.app[keys.SETTINGS], token, body.counter or task["counter"])
-    zone = await request.app[keys.ZONES].zone(counter, token)
+    token, counter = _credentials(settings, token, body.counter or task["counter"])
     batch_id = uuid.uuid4()
-    checks = rules(request.app[keys.SETTINGS], zone)
-    rows: list[Conversion | Rejected] = []
-    for i, visit in enumerate(visits):
-        # the Logs API reports visit times in the counter's time zone
-        when = visit["date_time"].replace(tzinfo=zone).astimezone(dt.UTC)
-        if checks.too_old(when):  # kept as a failed row, so that the upload's status reports it
-            error = RowError(i, "date_time", checks.too_old_reason())
-            rows.append(Rejected(i, (error,), "CLIENT_ID", visit["client_id"]))
-        else:
-            rows.append(Conversion(i, "CLIENT_ID", visit["client_id"], body.target, when))
-    if not any(isinstance(row, Conversion) for row in rows):
-        raise errors.Conflict(
-            f"The task's visits are more than {checks.max_age.days} days old: Metrika links a conversion "
-            "only to a recent visit, so none would be attributed"
+    zone = await request.app[keys.ZONES].zone(counter, token)  # before taking a connection: asks Metrika
+    async with pool.acquire() as conn:
+        made = await bulk.create_from_task(
+            conn,
+            batch_id=batch_id,
+            task_id=task["id"],
+            counter=counter,
+            token_enc=cipher.encrypt(token),
+            target=body.target,
+            zone=zone.key,
+            max_age_days=settings.conversion_max_age_days,
+            callback_url=body.callback_url,
+            headers=(headers := logs.message_headers()),
         )
-    records = [row.record(batch_id) for row in rows]
-    await store_batch(
-        request,
-        batch_id,
-        "bulk",
-        counter,
-        cipher.encrypt(token),
-        "pending",
-        records,
-        task_id=task["id"],
-        callback_url=body.callback_url,
+    if not made.created:
+        raise errors.Conflict(_nothing_to_send(made, settings.conversion_max_age_days))
+    assert made.outbox_id is not None and made.message is not None
+    await request.app[keys.RELAY].publish_now(
+        [made.outbox_id], broker.CONVERSION_UPLOADS, made.message, headers
     )
     return web.json_response({"upload_id": str(batch_id), "status": "pending"})
+
+
+async def _check_served(db: Executor, task: Any) -> None:
+    """409 unless the task serves a completed run (a backfill parent: at least one of its days)."""
+    if task["day_to"] is not None:
+        if not any(day["served_id"] for day in await tasks.days(db, task["id"])):
+            raise errors.Conflict("No day of this backfill is completed yet: there is nothing to upload")
+        return
+    if await tasks.served(db, tasks.root_of(task)) is None:
+        if task["status"] == "failed":
+            raise errors.Conflict(f"Task failed: {task['error']}")
+        raise errors.Conflict("Task not finished")
+
+
+def _nothing_to_send(made: bulk.BulkCreated, max_age_days: int) -> str:
+    if not made.visits:
+        return "Task has no level-4+ visits: there is nothing to upload"
+    what = "day" if made.days == 1 else f"{made.days} days"
+    if made.already_sent == made.visits:
+        return (
+            f"All {made.visits} level-4+ visits of this {what} were uploaded before for this target: "
+            "there is nothing new to upload"
+        )
+    sent = f" ({made.already_sent} others were uploaded before for this target)" if made.already_sent else ""
+    return (
+        f"The task's visits are more than {max_age_days} days old{sent}: Metrika links a conversion "
+        "only to a recent visit, so none would be attributed"
+    )
 
 
 async def create_single(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ to add one); tests/gateway/test_openapi.py fails on a route missing here."""
 from __future__ import annotations
 
 from gateway import api_models as m
-from gateway import crm_replay, dead_letters, listings, search, tasks, webhooks
+from gateway import crm_replay, dead_letters, listings, pages, search, tasks, webhooks
 from gateway.openapi import Endpoint
 from shared import schemas
 
@@ -54,24 +54,41 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         media={200: "application/octet-stream"},
     ),
     ("POST", "/tasks"): Endpoint(
-        "Score a day of a counter's visits",
+        "Score a day of a counter's visits, or every day of a range (a backfill)",
         "tasks",
         {200: m.TaskCreated},
         (400,),
         body=schemas.TaskCreate,
-        description="`token` and `counter` default to METRIKA_TOKEN and METRIKA_COUNTER.",
+        description="`date` (one day), or `date_from` and `date_to` (inclusive, at most 365 days, past "
+        "days only): a parent task and a task per day. `token` and `counter` default to METRIKA_TOKEN and "
+        "METRIKA_COUNTER.",
     ),
     ("GET", "/tasks/{task_id}/status"): Endpoint(
-        "A task's status and progress", "tasks", {200: m.TaskStatus}, (404,)
+        "A task's status and progress (a backfill: its days' aggregate, and each day)",
+        "tasks",
+        {200: m.TaskStatus},
+        (404,),
+        description="A backfill is completed when every day is, failed when every day has ended and one "
+        "failed, pending while none has started, running otherwise; its progress is their average.",
     ),
     ("GET", "/tasks/{task_id}/result"): Endpoint(
-        "A page of a completed task's level-4+ visits",
+        "A page of a completed task's level-4+ visits (a backfill: of every completed day)",
         "tasks",
         {200: m.TaskResult},
-        (404, 409),
+        (400, 404, 409),
         query=tasks.ResultQuery,
-        description="409 while the task is not finished, or when it failed. `client_id` keeps one "
-        "visitor's visits (an exact match).",
+        description="A day serves its latest completed run (`run`: another one; 404 if absent). A "
+        "backfill serves its completed days in day order, each visit with its `date` (`date`: one day). "
+        "409 while nothing is completed, or when the task failed. `client_id` keeps one visitor's visits "
+        "(an exact match).",
+    ),
+    ("POST", "/tasks/{task_id}/rescore"): Endpoint(
+        "Score a day again (late data): its next run, served once it completes",
+        "tasks",
+        {202: m.TaskRescored},
+        (404, 409),
+        description="409 for a backfill (re-score its days) and while a run of the day is pending or "
+        "running. A failed re-score leaves the earlier completed run served.",
     ),
     ("GET", "/tasks"): Endpoint(
         "Tasks, newest first, by status, counter and the day scored (`date`, or `date_from`..`date_to`)",
@@ -83,14 +100,68 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         "A completed task's level-4+ visits for charts: by hour, by score tenth, by device class",
         "tasks",
         {200: m.TaskSummary},
-        (404, 409),
-        description="409 while the task is not finished, or when it failed.",
+        (400, 404, 409),
+        query=tasks.SummaryQuery,
+        description="Of the run the result serves (`run`: another one); a backfill: of its completed days "
+        "(`date`: one day). 409 while nothing is completed, or when the task failed.",
     ),
     ("POST", "/tasks/{task_id}/retry"): Endpoint(
-        "Run a failed task again from the start", "tasks", {202: m.TaskRetried}, (404, 409)
+        "Run a failed task again from the start (a backfill: each failed day)",
+        "tasks",
+        {202: m.TaskRetried},
+        (404, 409),
     ),
     ("GET", "/tasks/{task_id}/conversions"): Endpoint(
         "Every upload made from a task", "conversions", {200: m.TaskUploads}, (404,)
+    ),
+    ("POST", "/schedules"): Endpoint(
+        "Score a counter's yesterday every day (and upload its level-4+ visits)",
+        "schedules",
+        {201: m.Schedule},
+        (409,),
+        body=schemas.ScheduleCreate,
+        description="Every day, once `time` (counter-local, default 03:00) has passed, the scheduler scores "
+        "the counter's yesterday, once however many replicas run; days missed while it was down are caught "
+        "up, oldest first; each day is re-scored once at D+3 (sessions keep changing for about 3 days), "
+        "and with `upload` each run's level-4+ visits not sent before are uploaded as ClientId conversions. "
+        "One schedule per counter: 409 names the existing one (`schedule_id`).",
+    ),
+    ("GET", "/schedules"): Endpoint(
+        "Schedules, newest first", "schedules", {200: m.ScheduleList}, query=pages.PageQuery
+    ),
+    ("GET", "/schedules/{schedule_id}"): Endpoint(
+        "A schedule and its latest runs", "schedules", {200: m.ScheduleWithRuns}, (404,)
+    ),
+    ("PATCH", "/schedules/{schedule_id}"): Endpoint(
+        "Change a schedule (the fields given)",
+        "schedules",
+        {200: m.Schedule},
+        (404,),
+        body=schemas.ScheduleUpdate,
+        description="`paused: false` resumes without catching up the days paused; `upload: null` stops "
+        "uploading.",
+    ),
+    ("DELETE", "/schedules/{schedule_id}"): Endpoint(
+        "Delete a schedule (its runs made stay: their days are not scored again)",
+        "schedules",
+        {204: None},
+        (404,),
+    ),
+    ("POST", "/schedules/{schedule_id}/pause"): Endpoint(
+        "Pause a schedule: no run until it is resumed", "schedules", {200: m.Schedule}, (404,)
+    ),
+    ("POST", "/schedules/{schedule_id}/resume"): Endpoint(
+        "Resume a schedule from the counter-local yesterday (the days paused are skipped)",
+        "schedules",
+        {200: m.Schedule},
+        (404,),
+    ),
+    ("GET", "/schedules/{schedule_id}/runs"): Endpoint(
+        "A schedule's runs, latest day first",
+        "schedules",
+        {200: m.ScheduleRuns},
+        (404,),
+        query=pages.PageQuery,
     ),
     ("GET", "/conversions"): Endpoint(
         "Uploads (bulk and single), newest first, by task and status",
@@ -113,6 +184,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
         {200: m.UploadCreated},
         (400, 404, 409),
         body=schemas.ConversionsBulk,
+        description="The visits of the run the task serves (a backfill: of every completed day) not "
+        "uploaded before for this counter and target (409 when none is left). The uploader makes the "
+        "rows when it takes the upload: `total` is 0 until then.",
     ),
     ("POST", "/conversions/single"): Endpoint(
         "Upload one conversion",

@@ -119,6 +119,7 @@ _SECURITY_OF: dict[Auth, list[dict[str, list[str]]] | None] = {
 _TAGS = {
     "tasks": "Scoring tasks: a day of a counter's visits, scored; its level-4+ visits",
     "conversions": "Offline conversions sent to Metrika from a task (bulk) or one at a time (single)",
+    "schedules": "Schedules: a counter's yesterday scored (and uploaded) every day, re-scored at D+3",
     "webhooks": "Webhooks that take conversions from CRMs and other systems, and their batches",
     "operations": "Dead letters, health, and this description",
 }

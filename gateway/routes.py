@@ -14,6 +14,7 @@ from gateway import (
     monitoring,
     openapi,
     retries,
+    schedules,
     search,
     tasks,
     ui,
@@ -33,7 +34,16 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/tasks/{task_id}/result", tasks.task_result)
     app.router.add_get("/tasks/{task_id}/summary", tasks.task_summary)
     app.router.add_post("/tasks/{task_id}/retry", tasks.retry_task)
+    app.router.add_post("/tasks/{task_id}/rescore", tasks.rescore_task)
     app.router.add_get("/tasks/{task_id}/conversions", conversions.task_conversions)
+    app.router.add_post("/schedules", schedules.create_schedule)
+    app.router.add_get("/schedules", schedules.list_schedules)
+    app.router.add_get("/schedules/{schedule_id}", schedules.get_schedule)
+    app.router.add_patch("/schedules/{schedule_id}", schedules.update_schedule)
+    app.router.add_delete("/schedules/{schedule_id}", schedules.delete_schedule)
+    app.router.add_post("/schedules/{schedule_id}/pause", schedules.pause_schedule)
+    app.router.add_post("/schedules/{schedule_id}/resume", schedules.resume_schedule)
+    app.router.add_get("/schedules/{schedule_id}/runs", schedules.list_runs)
     app.router.add_get("/conversions", listings.list_uploads)
     app.router.add_post("/conversions/bulk", conversions.create_bulk)
     app.router.add_post("/conversions/single", conversions.create_single)

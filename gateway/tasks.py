@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import callbacks, keys, pages, timestamps
 from gateway.bodies import parse_body, parse_query
@@ -21,18 +23,36 @@ DEVICE_CLASSES = ("desktop", "mobile")
 
 
 class TaskListQuery(pages.PageQuery):
-    status: Literal["pending", "running", "completed", "failed"] | None = None
+    status: Literal["pending", "running", "completed", "failed"] | None = Field(
+        None, description="Day tasks in this status (a backfill's status is its days' aggregate)"
+    )
     counter: int | None = Field(None, ge=1, le=MAX_COUNTER)
     date: dt.date | None = None
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    parent_id: uuid.UUID | None = Field(None, description="The days of this backfill")
 
 
 class ResultQuery(pages.PageQuery):
     client_id: str | None = Field(None, min_length=1, max_length=128)
+    date: dt.date | None = Field(None, description="A backfill: this day's visits only")
+    run: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="A day task: this run (default: the latest completed)"
+    )
+
+
+class SummaryQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    date: dt.date | None = Field(None, description="A backfill: this day only")
+    run: int | None = Field(
+        None, ge=1, le=2**31 - 1, description="A day task: this run (default: the latest completed)"
+    )
 
 
 async def create_task(request: web.Request) -> web.Response:
+    """One day: a task. A backfill (date_from..date_to): a parent and a task per day, in one transaction
+    with each day's message; the parent is never scored itself."""
     body = await parse_body(request, TaskCreate)
     settings = request.app[keys.SETTINGS]
     token = body.token or (settings.metrika_token.get_secret_value() if settings.metrika_token else None)
@@ -44,6 +64,17 @@ async def create_task(request: web.Request) -> web.Response:
     task_id = uuid.uuid4()
     token_enc = request.app[keys.CIPHER].encrypt(token)
     pool = request.app[keys.PG_POOL]
+    if body.date is None:
+        days = [tasks.Day(uuid.uuid4(), day) for day in body.days()]
+        messages = [ScoreTask(task_id=day.task_id).model_dump(mode="json") for day in days]
+        async with pool.acquire() as conn, conn.transaction():
+            await tasks.insert_backfill(conn, task_id, days, counter, token_enc, body.callback_url)
+            rows = await outbox.add_many(
+                conn, broker.SCORE_TASKS, messages, headers := logs.message_headers()
+            )
+        await _publish(request, rows, headers)
+        answer = [{"date": day.day.isoformat(), "task_id": str(day.task_id)} for day in days]
+        return web.json_response({"task_id": str(task_id), "days": answer})
     message = ScoreTask(task_id=task_id).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
         await tasks.insert(conn, task_id, body.date, counter, token_enc, body.callback_url)
@@ -52,13 +83,59 @@ async def create_task(request: web.Request) -> web.Response:
     return web.json_response({"task_id": str(task_id)})
 
 
+async def _publish(request: web.Request, rows: Sequence[tuple[int, Any]], headers: dict[str, Any]) -> None:
+    """Publish committed ScoreTask outbox rows, one message each, side by side (confirms overlap)."""
+    relay = request.app[keys.RELAY]
+    await asyncio.gather(*(relay.publish_now([i], broker.SCORE_TASKS, body, headers) for i, body in rows))
+
+
+async def rescore_task(request: web.Request) -> web.Response:
+    """The next run of a day (late data: Metrika's sessions change for about 3 days). Its result is served
+    once it completes; until then, and if it fails, the earlier completed run stays served."""
+    task = await load_task(request)
+    if task["day_to"] is not None:
+        raise errors.Conflict("A backfill is re-scored day by day: POST /tasks/{day's task_id}/rescore")
+    root = tasks.root_of(task)
+    busy = [run for run in await tasks.runs(request.app[keys.PG_POOL], root) if run["status"] in OPEN]
+    if busy:
+        raise errors.Conflict(
+            f"Run {busy[-1]['run']} of this day is {busy[-1]['status']}: wait for it to end"
+        )
+    async with request.app[keys.PG_POOL].acquire() as conn, conn.transaction():
+        new_id = await tasks.insert_rescore(conn, task["id"])
+        if new_id is None:
+            raise errors.NotFound("Task not found")
+        message = ScoreTask(task_id=new_id).model_dump(mode="json")
+        outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers := logs.message_headers())
+        new = await tasks.get(conn, new_id)
+        assert new is not None
+    await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
+    body = {"task_id": str(new_id), "run": new["run"], "rescore_of": str(root), "status": "pending"}
+    return web.json_response(body, status=202)
+
+
 async def retry_task(request: web.Request) -> web.Response:
     """A failed task runs again from the start: back to pending, and its message sent (through the outbox,
-    in the same transaction, as for a new task)."""
+    in the same transaction, as for a new task). A backfill: each of its failed days does."""
     task = await load_task(request)
+    pool = request.app[keys.PG_POOL]
+    if task["day_to"] is not None:
+        failed = [d["latest_id"] for d in await tasks.days(pool, task["id"]) if _day_status(d) == "failed"]
+        if not failed:
+            raise errors.Conflict("No day of this backfill failed: there is nothing to retry")
+        async with pool.acquire() as conn, conn.transaction():
+            failed = [day for day in failed if await tasks.reset_failed(conn, day)]
+            messages = [ScoreTask(task_id=day).model_dump(mode="json") for day in failed]
+            rows = await outbox.add_many(
+                conn, broker.SCORE_TASKS, messages, headers := logs.message_headers()
+            )
+        await _publish(request, rows, headers)
+        retried = [str(day) for day in failed]
+        return web.json_response(
+            {"task_id": str(task["id"]), "status": "pending", "days": retried}, status=202
+        )
     if task["status"] != "failed":
         raise errors.Conflict(f"Only a failed task can be retried; this one is {task['status']}")
-    pool = request.app[keys.PG_POOL]
     message = ScoreTask(task_id=task["id"]).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
         if not await tasks.reset_failed(conn, task["id"]):
@@ -70,7 +147,12 @@ async def retry_task(request: web.Request) -> web.Response:
 
 async def task_status(request: web.Request) -> web.Response:
     task = await load_task(request)
-    latest = await notifications.latest(request.app[keys.PG_POOL], [task["id"]])
+    pool = request.app[keys.PG_POOL]
+    if task["day_to"] is not None:
+        return web.json_response(_backfill_status(task, await tasks.days(pool, task["id"])))
+    latest = await notifications.latest(pool, [task["id"]])
+    runs = await tasks.runs(pool, tasks.root_of(task))
+    completed = [run["run"] for run in runs if run["status"] == "completed"]
     return web.json_response(
         {
             "status": task["status"],
@@ -87,12 +169,89 @@ async def task_status(request: web.Request) -> web.Response:
             "last_error": task["last_error"],
             # the summary POSTed to the task's callback_url once it finished
             "notification": callbacks.notification(task["callback_url"], latest.get(task["id"])),
+            "kind": "day",
+            "date": task["day"].isoformat(),
+            "parent_id": _text(task["parent_id"]),
+            # re-score runs of the day: this task's, the latest, and the one its results serve
+            "run": task["run"],
+            "rescore_of": _text(task["rescore_of"]),
+            "latest_run": runs[-1]["run"] if runs else task["run"],
+            "served_run": completed[-1] if completed else None,
         }
     )
 
 
+# a day's status, of its runs: completed once a run completed (a re-score under way keeps serving it),
+# else its latest run's
+OPEN = ("pending", "running")
+
+
+def _day_status(day: Any) -> str:
+    return "completed" if day["served_id"] is not None else str(day["latest_status"])
+
+
+def _backfill_status(task: Any, days: Sequence[Any]) -> dict[str, Any]:
+    """A backfill's status from its days': completed when every day is, failed when every day has ended
+    and one failed, pending while none has started, running otherwise; progress is their average."""
+    statuses = [_day_status(day) for day in days]
+    counts = {word: statuses.count(word) for word in ("pending", "running", "completed", "failed")}
+    if counts["completed"] == len(days):
+        status = "completed"
+    elif counts["pending"] + counts["running"] == 0:
+        status = "failed"
+    elif counts["pending"] == len(days):
+        status = "pending"
+    else:
+        status = "running"
+    progress = [100 if _day_status(day) == "completed" else day["latest_progress"] for day in days]
+    ended = status in ("completed", "failed")
+    finished = [day["finished_at"] for day in days if day["finished_at"] is not None]
+    started = [day["started_at"] for day in days if day["started_at"] is not None]
+    served = [day for day in days if day["served_id"] is not None]
+    return {
+        "status": status,
+        "progress": round(sum(progress) / len(days)) if days else 0,
+        "message": f"{counts['completed']} of {len(days)} days completed, {counts['failed']} failed",
+        "started_at": timestamps.iso(min(started)) if started else None,
+        "finished_at": timestamps.iso(max(finished)) if ended and finished else None,
+        "error": f"{counts['failed']} of {len(days)} days failed" if counts["failed"] else None,
+        "total_visits": sum(day["total_visits"] or 0 for day in served) if served else None,
+        "model_version": None,
+        "next_attempt_at": None,
+        "attempts": 0,
+        "last_error": None,
+        "notification": None,
+        "kind": "backfill",
+        "date": task["day"].isoformat(),
+        "date_to": task["day_to"].isoformat(),
+        "parent_id": None,
+        "run": None,
+        "rescore_of": None,
+        "latest_run": None,
+        "served_run": None,
+        "days": [
+            {
+                "date": day["day"].isoformat(),
+                "task_id": str(day["id"]),
+                "status": _day_status(day),
+                "progress": 100 if day["served_id"] is not None else day["latest_progress"],
+                "latest_run": day["latest_run"],
+                "served_run": day["served_run"],
+                "level4_visits": day["level4_visits"],
+                "error": day["latest_error"] if _day_status(day) == "failed" else None,
+            }
+            for day in days
+        ],
+    }
+
+
+def _text(value: uuid.UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
 async def list_tasks(request: web.Request) -> web.Response:
-    """GET /tasks: newest first, filtered by status, counter and the day scored (date, or a range)."""
+    """GET /tasks: newest first, filtered by status, counter, the day scored (date, or a range) and the
+    backfill (parent_id). A backfill is listed with its days' aggregate status and progress."""
     query = parse_query(request, TaskListQuery)
     filters = {
         "status": query.status,
@@ -100,11 +259,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         "day": query.date,
         "day_from": query.date_from,
         "day_to": query.date_to,
+        "parent_id": query.parent_id,
     }
     queries = listings.tasks_queries(filters, query.limit, query.offset)
-    total, rows = await listings.page(request.app[keys.PG_POOL], queries)
-    data = [
-        {
+    pool = request.app[keys.PG_POOL]
+    total, rows = await listings.page(pool, queries)
+    data = []
+    for row in rows:
+        item = {
             "task_id": str(row["id"]),
             "counter": row["counter"],
             "date": row["day"].isoformat(),
@@ -117,30 +279,44 @@ async def list_tasks(request: web.Request) -> web.Response:
             "total_visits": row["total_visits"],
             "level4_visits": row["level4_visits"],
             "error": row["error"],
+            "kind": "day" if row["day_to"] is None else "backfill",
+            "date_to": row["day_to"].isoformat() if row["day_to"] is not None else None,
+            "parent_id": _text(row["parent_id"]),
+            "run": row["run"],
+            "rescore_of": _text(row["rescore_of"]),
         }
-        for row in rows
-    ]
+        if row["day_to"] is not None:  # a backfill: its days' aggregate (the page holds a few at most)
+            aggregate = _backfill_status(row, await tasks.days(pool, row["id"]))
+            item |= {name: aggregate[name] for name in ("status", "progress", "message", "error")}
+            item |= {name: aggregate[name] for name in ("started_at", "finished_at", "total_visits")}
+            item["level4_visits"] = sum(day["level4_visits"] or 0 for day in aggregate["days"])
+            item["run"] = None
+        data.append(item)
     return pages.answer(data, total, query)
 
 
 async def task_summary(request: web.Request) -> web.Response:
     """A completed task's visits for charts: level-4+ visits by hour of visit start, the score
-    distribution in tenths, and by device class ("unknown" for visits stored before it was kept)."""
+    distribution in tenths, and by device class ("unknown" for visits stored before it was kept). Of the
+    run a day serves; of a backfill, every completed day's (or one: `date`)."""
     task = await load_task(request)
-    _check_completed(task)
+    query = parse_query(request, SummaryQuery)
+    pool = request.app[keys.PG_POOL]
+    served = await _served_days(request, task, query.date, query.run)
     by_hour = [0] * 24
     counts = [0] * HISTOGRAM_BINS
     by_device = dict.fromkeys((*DEVICE_CLASSES, "unknown"), 0)
-    for group in await tasks.summary(request.app[keys.PG_POOL], task["id"]):
+    for group in await tasks.summary_of_many(pool, [day.task_id for day in served]):
         n = group["n"]
         by_hour[group["hour"]] += n
         counts[max(group["bucket"], 1) - 1] += n
         device = group["device_class"]
         by_device[device if device in DEVICE_CLASSES else "unknown"] += n
+    total_visits = [day.total_visits for day in served if day.total_visits is not None]
     return web.json_response(
         {
             "task_id": str(task["id"]),
-            "total_visits": task["total_visits"],
+            "total_visits": sum(total_visits) if total_visits else None,
             "level4_visits": sum(counts),
             "by_hour": by_hour,
             "score_histogram": {
@@ -153,29 +329,99 @@ async def task_summary(request: web.Request) -> web.Response:
 
 
 async def task_result(request: web.Request) -> web.Response:
-    """The level-4+ visits in the scorer's order; `client_id` keeps one visitor's (an exact match)."""
+    """The level-4+ visits in the scorer's order; `client_id` keeps one visitor's (an exact match). A day
+    task serves its latest completed run (`run`: another one); a backfill, its completed days in day
+    order (`date`: one of them), each visit with its "date"."""
     task = await load_task(request)
     query = parse_query(request, ResultQuery)
-    _check_completed(task)
     pool = request.app[keys.PG_POOL]
+    served = await _served_days(request, task, query.date, query.run)
     if query.client_id is None:
-        total = await tasks.count_visits(pool, task["id"])
-        rows = await tasks.page_visits(pool, task["id"], query.limit, query.offset)
+        sizes = [day.level4_visits for day in served]
     else:
-        total = await tasks.count_client_visits(pool, task["id"], query.client_id)
-        rows = await tasks.page_client_visits(pool, task["id"], query.client_id, query.limit, query.offset)
-    data = [
-        {
-            "visitId": row["visit_id"],
-            "clientId": row["client_id"],
-            "dateTime": row["date_time"].strftime("%Y-%m-%d %H:%M:%S"),
-            "visitDuration": row["visit_duration"],
-            "score": round(row["score"], 6),
-            "model_version": row["model_version"],
-        }
-        for row in rows
-    ]
-    return pages.answer(data, total, query)
+        found = await tasks.count_client_visits_by_task(
+            pool, [day.task_id for day in served], query.client_id
+        )
+        sizes = [found.get(day.task_id, 0) for day in served]
+    data: list[dict[str, Any]] = []
+    skip = query.offset
+    for day, size in zip(served, sizes, strict=True):  # the page's days, from the offset on
+        if skip >= size:
+            skip -= size
+            continue
+        if len(data) >= query.limit:
+            break
+        want = query.limit - len(data)
+        if query.client_id is None:
+            rows = await tasks.page_visits(pool, day.task_id, want, skip)
+        else:
+            rows = await tasks.page_client_visits(pool, day.task_id, query.client_id, want, skip)
+        skip = 0
+        for row in rows:
+            visit = {
+                "visitId": row["visit_id"],
+                "clientId": row["client_id"],
+                "dateTime": row["date_time"].strftime("%Y-%m-%d %H:%M:%S"),
+                "visitDuration": row["visit_duration"],
+                "score": round(row["score"], 6),
+                "model_version": row["model_version"],
+            }
+            if task["day_to"] is not None:
+                visit["date"] = day.day.isoformat()
+            data.append(visit)
+    return pages.answer(data, sum(sizes), query)
+
+
+class ServedDay(NamedTuple):
+    """A day's results: the completed run served (its task), with its counts."""
+
+    day: dt.date
+    task_id: uuid.UUID
+    level4_visits: int
+    total_visits: int | None
+
+
+async def _served_days(
+    request: web.Request, task: Any, day: dt.date | None, run: int | None
+) -> list[ServedDay]:
+    """The runs whose visits a result or summary shows: of a day task, its latest completed run (or run
+    `run`); of a backfill, each completed day's (or day `day`'s). 409 while there is none, 404 for a run
+    or day that does not exist."""
+    pool = request.app[keys.PG_POOL]
+    if task["day_to"] is not None:
+        if run is not None:
+            raise errors.BadRequest("run applies to a day's task: ask /tasks/{day's task_id}/result?run=")
+        days = await tasks.days(pool, task["id"])
+        if day is not None:
+            days = [d for d in days if d["day"] == day]
+            if not days:
+                raise errors.NotFound(f"{day} is not a day of this backfill")
+            if days[0]["served_id"] is None:
+                _check_completed({"status": days[0]["latest_status"], "error": days[0]["latest_error"]})
+        served = [d for d in days if d["served_id"] is not None]
+        if not served:
+            status = _backfill_status(task, days)
+            raise errors.Conflict(f"No day of this backfill is completed yet ({status['message']})")
+        return [
+            ServedDay(d["day"], d["served_id"], d["level4_visits"] or 0, d["total_visits"]) for d in served
+        ]
+    if day is not None and day != task["day"]:
+        raise errors.NotFound(f"This task scores {task['day']}, not {day}")
+    root = tasks.root_of(task)
+    if run is not None:
+        runs = {row["run"]: row for row in await tasks.runs(pool, root)}
+        if run not in runs:
+            raise errors.NotFound(f"Run {run} not found: this day has runs 1 to {max(runs)}")
+        found = await tasks.get(pool, runs[run]["id"])
+        if found is None:  # deleted meanwhile
+            raise errors.NotFound(f"Run {run} not found")
+        _check_completed(found)
+    else:
+        found = await tasks.served(pool, root)
+        if found is None:
+            _check_completed(task)
+            raise errors.Conflict("Task not finished")  # (a completed task is served: not reached)
+    return [ServedDay(found["day"], found["id"], found["level4_visits"] or 0, found["total_visits"])]
 
 
 def _check_completed(task: Any) -> None:

@@ -43,6 +43,7 @@ up() {
   wait_http "http://127.0.0.1:$PORT/health" gateway
   start scorer scorer
   if [ -d uploader ] && [ -f uploader/__main__.py ]; then start uploader uploader; fi
+  start scheduler scheduler
   cat <<MSG
 stack is up (logs and PIDs in $RUN/):
   gateway   http://127.0.0.1:$PORT     API key: $API_KEYS   (Authorization: Bearer $API_KEYS)
@@ -56,7 +57,7 @@ MSG
 }
 
 down() {
-  for name in uploader scorer gateway sandbox; do
+  for name in scheduler uploader scorer gateway sandbox; do
     if [ -f "$RUN/$name.pid" ]; then
       pid=$(cat "$RUN/$name.pid")
       if kill "$pid" 2>/dev/null; then

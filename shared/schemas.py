@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -65,22 +66,54 @@ CallbackUrl = Annotated[
 ]
 
 
+MAX_BACKFILL_DAYS = 365  # days of one backfill, as the Logs API allows in one request
+
+
 class TaskCreate(BaseModel):
-    """POST /tasks."""
+    """POST /tasks: one day (`date`), or a backfill of every day from `date_from` to `date_to` (inclusive,
+    at most MAX_BACKFILL_DAYS days): exactly one of the two forms."""
 
     model_config = ConfigDict(extra="forbid")
 
-    date: dt.date
+    date: dt.date | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
     token: Token | None = None
     counter: CounterId | None = None
     callback_url: CallbackUrl | None = None
 
-    @field_validator("date")
+    @field_validator("date", "date_from", "date_to")
     @classmethod
-    def _past_only(cls, value: dt.date) -> dt.date:
-        if value >= dt.date.today():
-            raise ValueError("date must be in the past: the Logs API has no data for today or later")
+    def _past_only(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        if value is not None and value >= dt.date.today():
+            raise ValueError(
+                f"{info.field_name} must be in the past: the Logs API has no data for today or later"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TaskCreate:
+        ranged = self.date_from is not None or self.date_to is not None
+        if self.date is not None and ranged:
+            raise ValueError("give either date (one day) or date_from and date_to (a backfill), not both")
+        if self.date is None and not ranged:
+            raise ValueError("date (one day) or date_from and date_to (a backfill) is required")
+        if ranged:
+            if self.date_from is None or self.date_to is None:
+                raise ValueError("a backfill needs both date_from and date_to")
+            if self.date_from > self.date_to:
+                raise ValueError("date_from must not be after date_to")
+            if (self.date_to - self.date_from).days >= MAX_BACKFILL_DAYS:
+                raise ValueError(f"a backfill spans at most {MAX_BACKFILL_DAYS} days; split it")
+        return self
+
+    def days(self) -> list[dt.date]:
+        """The days to score: `date`, or every day from date_from to date_to."""
+        if self.date is not None:
+            return [self.date]
+        assert self.date_from is not None and self.date_to is not None
+        count = (self.date_to - self.date_from).days + 1
+        return [self.date_from + dt.timedelta(days=i) for i in range(count)]
 
 
 class ScoreTask(BaseModel):
@@ -213,3 +246,57 @@ class WebhookConversions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     conversions: list[Any]
+
+
+def _time_of_day(value: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        raise ValueError('must be a time of day "HH:MM", from "00:00" to "23:59"')
+    return value
+
+
+# a schedule's time of day, counter-local
+RunTime = Annotated[str, AfterValidator(_time_of_day)]
+
+
+class ScheduleUpload(BaseModel):
+    """What a schedule uploads: every level-4+ visit of a run, as a ClientId conversion of `target`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: GoalTarget
+
+
+class ScheduleCreate(BaseModel):
+    """POST /schedules: every day, once `time` (counter-local) has passed, score the counter's yesterday
+    and, with `upload`, upload its level-4+ visits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counter: CounterId
+    token: Token
+    time: RunTime = "03:00"
+    upload: ScheduleUpload | None = None
+    callback_url: CallbackUrl | None = None
+
+
+class ScheduleUpdate(BaseModel):
+    """PATCH /schedules/{schedule_id}: the fields given change (at least one); `upload: null` stops
+    uploading, `callback_url: null` removes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: RunTime | None = None
+    token: Token | None = None
+    upload: ScheduleUpload | None = None
+    paused: StrictBool | None = None
+    callback_url: CallbackUrl | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ScheduleUpdate:
+        if not self.model_fields_set:
+            fields = ", ".join(ScheduleUpdate.model_fields)
+            raise ValueError(f"nothing to change: give at least one of {fields}")
+        for name in ("time", "token", "paused"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     # webhook submissions per webhook and minute, counted in Postgres so every gateway replica shares it
     webhook_rate_per_minute: int = 60
 
+    # the scheduler (README "Schedules"): how often it looks for runs that are due and runs that finished
+    scheduler_interval_s: float = Field(default=30.0, gt=0)
+
     # monitoring (README "Monitoring"): the gateway's GET /metrics asks for `Authorization: Bearer
     # <metrics_token>` when one is set (else it is open, like /health); a scorer or an uploader serves
     # GET /metrics on HOST:METRICS_PORT, unset: its default (SCORER_METRICS_PORT, UPLOADER_METRICS_PORT),

@@ -17,7 +17,7 @@ import asyncpg
 
 from shared import errors, logs, metrics
 from shared.bitrix24 import Bitrix24Error
-from shared.db import batches, locks
+from shared.db import batches, bulk, locks
 from shared.metrika import MetrikaError
 from shared.schemas import UploadBatches
 from uploader import batch_status, crm, csvfile
@@ -72,6 +72,8 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
             client = deps.client(batch["token_enc"], batch["counter_id"])
             async with deps.counter_slot(batch["counter_id"]):
                 await crm.materialize(deps, batch_id)  # a CRM webhook's request becomes its rows first
+                if batch["source"] == "bulk":  # so does a bulk upload's task (one INSERT ... SELECT)
+                    await bulk.expand(deps.pool, batch_id)
                 await _check_goals(deps, client, batch)
                 async with deps.pool.acquire() as conn:
                     await batches.set_aside_duplicates(conn, batch_id)

@@ -17,22 +17,25 @@ from shared.db import Executor
 
 _TASK_COLUMNS = """
 SELECT id, day, counter, status, progress, message, error, total_visits, level4_visits, created_at,
-       started_at, finished_at
+       started_at, finished_at, parent_id, day_to, rescore_of, run
 FROM tasks t"""
+# a backfill parent's own status is never its days' (see gateway/tasks.py): `status` finds day tasks
 TASK_CONDITIONS = {
-    "status": "t.status = ${}",
+    "status": "t.status = ${} AND t.day_to IS NULL",
+    "parent_id": "t.parent_id = ${}",
     "counter": "t.counter = ${}",
     "day": "t.day = ${}",
     "day_from": "t.day >= ${}",
     "day_to": "t.day <= ${}",
 }
-# total and processed rows as a batch's status answer reports them (batches.STATUS)
+# total and processed rows as a batch's status answer reports them (batches.STATUS); a bulk upload's target
+# before the uploader made its rows (shared/db/bulk.py)
 _BATCH_COLUMNS = """
 SELECT b.id, b.source, b.webhook_id, b.task_id, b.counter_id, b.status, b.created_at, b.updated_at,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id) AS total,
        (SELECT count(*) FROM conversions c WHERE c.batch_id = b.id AND c.status = 'completed') AS processed,
-       (SELECT c.target FROM conversions c WHERE c.batch_id = b.id AND c.target IS NOT NULL
-        ORDER BY c.idx LIMIT 1) AS target
+       coalesce((SELECT c.target FROM conversions c WHERE c.batch_id = b.id AND c.target IS NOT NULL
+                 ORDER BY c.idx LIMIT 1), b.from_task ->> 'target') AS target
 FROM batches b"""
 WEBHOOK_BATCH_CONDITIONS = {
     "webhook_id": "b.webhook_id = ${}",

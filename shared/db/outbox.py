@@ -10,6 +10,12 @@ import asyncpg
 from shared.db import Executor
 
 INSERT = "INSERT INTO outbox (routing_key, body, headers) VALUES ($1, $2, $3) RETURNING id"
+# one row per body, in order (a backfill's days); each id returned with its body
+INSERT_MANY = """
+INSERT INTO outbox (routing_key, body, headers)
+SELECT $1, b.body, $3 FROM unnest($2::jsonb[]) WITH ORDINALITY AS b (body, n) ORDER BY b.n
+RETURNING id, body
+"""
 # SKIP LOCKED lets several gateway replicas relay side by side without publishing a row twice at once
 LOCK_PENDING = """
 SELECT id, routing_key, body, headers FROM outbox
@@ -29,6 +35,14 @@ async def add(
 ) -> int:
     """A row to publish `body` under `routing_key` with `headers` (shared.logs.message_headers)."""
     return int(await db.fetchval(INSERT, routing_key, body, headers or None))
+
+
+async def add_many(
+    db: Executor, routing_key: str, bodies: Sequence[dict[str, Any]], headers: dict[str, Any] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """A row per body (one statement); (id, body) of each."""
+    rows = await db.fetch(INSERT_MANY, routing_key, list(bodies), headers or None)
+    return [(int(row["id"]), row["body"]) for row in rows]
 
 
 async def lock_pending(

@@ -322,6 +322,43 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);
+-- issue 12: schedules. One schedule per counter: every day, once its counter-local `run_at` has passed, the
+-- scheduler scores the counter-local yesterday (and catches up missed days from first_day on), re-scores
+-- each day once at D+3, and uploads a completed run's level-4+ visits when upload_target is set. A run is
+-- claimed by inserting its (counter, day, kind) row in the transaction that inserts its task and the task's
+-- outbox message: the primary key makes "one run per counter and day" hold across every scheduler replica
+-- and restart. Runs outlive their schedule (schedule_id set to NULL), so a schedule made again for the
+-- counter does not score a day twice.
+CREATE TABLE IF NOT EXISTS schedules (
+    id              uuid PRIMARY KEY,
+    counter         bigint NOT NULL UNIQUE,
+    token_enc       bytea NOT NULL,
+    run_at          time NOT NULL DEFAULT '03:00',  -- counter-local
+    upload_target   text,
+    paused          boolean NOT NULL DEFAULT false,
+    first_day       date NOT NULL,  -- no run for an earlier day (moved on resume: paused days are skipped)
+    callback_url    text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS schedules_created ON schedules (created_at, id);
+CREATE TABLE IF NOT EXISTS schedule_runs (
+    counter         bigint NOT NULL,
+    day             date NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('score', 'rescore')),
+    schedule_id     uuid REFERENCES schedules (id) ON DELETE SET NULL,
+    task_id         uuid NOT NULL,
+    upload_id       uuid,
+    status          text NOT NULL DEFAULT 'scoring'
+                    CHECK (status IN ('scoring', 'completed', 'uploaded', 'failed')),
+    note            text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (counter, day, kind)
+);
+CREATE INDEX IF NOT EXISTS schedule_runs_schedule ON schedule_runs (schedule_id, day);
+-- the runs whose task may have finished since the last look (a failed run's task may be retried)
+CREATE INDEX IF NOT EXISTS schedule_runs_open ON schedule_runs (updated_at) WHERE status IN ('scoring', 'failed');
 -- issue 12: counter time zones. Each counter's IANA time zone as Metrika's Management API gave it
 -- (GET /management/v1/counter/{id}, field time_zone_name), shared by every service and replica; asked
 -- again once fetched_at is older than COUNTER_ZONE_TTL_S (shared/counter_zones.py)
@@ -330,3 +367,19 @@ CREATE TABLE IF NOT EXISTS counter_zones (
     timezone   text NOT NULL,
     fetched_at timestamptz NOT NULL DEFAULT now()
 );
+-- issue 12: backfills and re-score runs. A backfill is a parent row (day..day_to, never scored: its status
+-- is its days' aggregate, computed when read) and one child task per day (parent_id). A re-score of a day
+-- is a new task row: rescore_of names the day's first task (the family's root), run counts from 1.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS parent_id uuid REFERENCES tasks (id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS day_to date;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS rescore_of uuid REFERENCES tasks (id) ON DELETE CASCADE;
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS run integer NOT NULL DEFAULT 1;
+CREATE INDEX IF NOT EXISTS tasks_parent ON tasks (parent_id, day) WHERE parent_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_runs ON tasks (rescore_of, run) WHERE rescore_of IS NOT NULL;
+-- issue 12: bulk uploads in SQL. A bulk row keeps the visit it was made of: a later upload of the same
+-- counter and target (a re-scored day) sends only the visits no earlier row sent (an `error` row did not)
+ALTER TABLE conversions ADD COLUMN IF NOT EXISTS visit_id text;
+CREATE INDEX IF NOT EXISTS conversions_visit ON conversions (visit_id, target) WHERE visit_id IS NOT NULL;
+-- a bulk batch made in the request holds what its rows are to be made of ({target, zone, max_age_days,
+-- reason, tasks}) until the uploader makes them, in one INSERT ... SELECT (shared/db/bulk.py)
+ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;

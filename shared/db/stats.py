@@ -6,7 +6,7 @@ import asyncpg
 
 # a scrape's queries give up after this (a scrape must never hang on a busy database)
 STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '2s'"
-TASKS_BY_STATUS = "SELECT status, count(*) AS n FROM tasks GROUP BY status"
+TASKS_BY_STATUS = "SELECT status, count(*) AS n FROM tasks WHERE day_to IS NULL GROUP BY status"  # day tasks
 # both served by partial indexes (outbox_unpublished, dead_letters_unreplayed)
 OUTBOX_BACKLOG = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
 DEAD_LETTERS = (

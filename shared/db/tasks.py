@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterable, Sequence
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -16,7 +17,7 @@ INSERT INTO tasks (id, day, counter, token_enc, message, callback_url) VALUES ($
 GET = """
 SELECT id, day, counter, token_enc, status, progress, message, error, attempts, total_visits,
        model_version, created_at, started_at, finished_at, next_attempt_at, last_error, lease_until,
-       retrying_since, requeues, updated_at, level4_visits, callback_url
+       retrying_since, requeues, updated_at, level4_visits, callback_url, parent_id, day_to, rescore_of, run
 FROM tasks WHERE id = $1
 """
 # a redelivered or concurrent message may only restart a task that has not finished (the caller holds the
@@ -26,7 +27,7 @@ UPDATE tasks
 SET status = 'running', attempts = attempts + 1, progress = 0, message = 'starting', error = NULL,
     started_at = now(), finished_at = NULL, next_attempt_at = NULL,
     lease_until = now() + make_interval(secs => $2), updated_at = now()
-WHERE id = $1 AND status IN ('pending', 'running')
+WHERE id = $1 AND status IN ('pending', 'running') AND day_to IS NULL
 RETURNING id, day, counter, token_enc, attempts
 """
 EXTEND_LEASE = """
@@ -62,7 +63,7 @@ UPDATE tasks
 SET status = 'pending', progress = 0, message = 'queued', error = NULL, attempts = 0, next_attempt_at = NULL,
     last_error = NULL, retrying_since = NULL, lease_until = NULL, requeues = 0, started_at = NULL,
     finished_at = NULL, total_visits = NULL, model_version = NULL, updated_at = now()
-WHERE id = $1 AND status = 'failed'
+WHERE id = $1 AND status = 'failed' AND day_to IS NULL
 RETURNING id
 """
 CLEAR_VISITS = "DELETE FROM task_visits WHERE task_id = $1"
@@ -108,11 +109,12 @@ SELECT visit_id, client_id, date_time FROM task_visits WHERE task_id = $1 ORDER 
 
 # the sweeper: tasks whose retry is due (or whose re-queue was not picked up within a lease), tasks whose
 # scorer stopped renewing the lease, and pending tasks that have not moved for $1 s (their message was
-# lost or dead-lettered); SKIP LOCKED keeps two sweeping replicas off each other's rows
+# lost or dead-lettered); SKIP LOCKED keeps two sweeping replicas off each other's rows. A backfill
+# parent (day_to set) is never scored: its days are
 LOCK_DUE = """
 SELECT id, status, requeues, last_error, next_attempt_at IS NOT NULL AS scheduled
 FROM tasks
-WHERE status IN ('pending', 'running')
+WHERE status IN ('pending', 'running') AND day_to IS NULL
   AND CASE WHEN status = 'running'
            THEN coalesce(lease_until, updated_at + make_interval(secs => $1)) < now()
            ELSE coalesce(next_attempt_at, updated_at + make_interval(secs => $1)) <= now()
@@ -128,6 +130,58 @@ SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), lea
     requeues = requeues + 1, message = $3, updated_at = now()
 WHERE id = $1
 """
+
+# --- backfills: a parent (day..day_to, never scored) and one child task per day ---
+INSERT_PARENT = """
+INSERT INTO tasks (id, day, day_to, counter, token_enc, message, callback_url)
+VALUES ($1, $2, $3, $4, $5, 'backfill', $6)
+"""
+INSERT_CHILDREN = """
+INSERT INTO tasks (id, day, counter, token_enc, message, callback_url, parent_id)
+SELECT d.id, d.day, $2, $3, 'queued', $6, $1
+FROM unnest($4::uuid[], $5::date[]) AS d (id, day)
+"""
+# each day of a parent: its first task (the child), the latest run of its family and the latest completed
+# one (the run served)
+DAYS = """
+SELECT c.id, c.day, l.id AS latest_id, l.run AS latest_run, l.status AS latest_status,
+       l.progress AS latest_progress, l.error AS latest_error, l.started_at, l.finished_at,
+       s.id AS served_id, s.run AS served_run, s.total_visits, s.level4_visits
+FROM tasks c
+CROSS JOIN LATERAL (
+    SELECT x.id, x.run, x.status, x.progress, x.error, x.started_at, x.finished_at FROM tasks x
+    WHERE x.id = c.id OR x.rescore_of = c.id ORDER BY x.run DESC LIMIT 1
+) l
+LEFT JOIN LATERAL (
+    SELECT x.id, x.run, x.total_visits, x.level4_visits FROM tasks x
+    WHERE (x.id = c.id OR x.rescore_of = c.id) AND x.status = 'completed' ORDER BY x.run DESC LIMIT 1
+) s ON true
+WHERE c.parent_id = $1
+ORDER BY c.day
+"""
+# --- re-score runs: the family of a day is its first task (the root) and the runs whose rescore_of is it ---
+LOCK_ROOT = "SELECT id FROM tasks WHERE id = $1 AND day_to IS NULL FOR UPDATE"
+INSERT_RUN = """
+INSERT INTO tasks (id, day, counter, token_enc, message, callback_url, rescore_of, run)
+SELECT $2, r.day, r.counter, r.token_enc, 'queued', r.callback_url, r.id,
+       (SELECT max(x.run) FROM tasks x WHERE x.id = r.id OR x.rescore_of = r.id) + 1
+FROM tasks r WHERE r.id = $1
+RETURNING run
+"""
+RUNS = """
+SELECT id, run, status FROM tasks WHERE id = $1 OR rescore_of = $1 ORDER BY run
+"""
+# the latest completed run of a family ($2: that run only)
+SERVED = (
+    GET.replace("WHERE id = $1", "WHERE (id = $1 OR rescore_of = $1) AND status = 'completed'")
+    + " AND ($2::int IS NULL OR run = $2) ORDER BY run DESC LIMIT 1"
+)
+# level-4+ visits counted per task, of one client (a parent's result filtered by client_id)
+COUNT_CLIENT_VISITS_BY_TASK = """
+SELECT task_id, count(*) AS n FROM task_visits WHERE task_id = ANY($1::uuid[]) AND client_id = $2
+GROUP BY task_id
+"""
+SUMMARY_OF_MANY = SUMMARY.replace("WHERE task_id = $1", "WHERE task_id = ANY($1::uuid[])")
 
 INSERT_LOG_REQUEST = """
 INSERT INTO log_requests (counter, request_id, task_id, source) VALUES ($1, $2, $3, $4)
@@ -304,3 +358,74 @@ async def tasks_with_leftovers(db: Executor, limit: int = 100) -> list[uuid.UUID
 
 async def leased(db: Executor, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
     return {row["id"] for row in await db.fetch(LEASED, list(task_ids))}
+
+
+class Day(NamedTuple):
+    """One day of a backfill: its first task and its date."""
+
+    task_id: uuid.UUID
+    day: dt.date
+
+
+async def insert_backfill(
+    conn: asyncpg.Connection,
+    parent_id: uuid.UUID,
+    days: Sequence[Day],
+    counter: int,
+    token_enc: bytes,
+    callback_url: str | None = None,
+) -> None:
+    """The parent (never scored) and one pending task per day, in the caller's transaction; the caller
+    adds each day's ScoreTask message. Each day notifies `callback_url` as it finishes."""
+    first, last = min(d.day for d in days), max(d.day for d in days)
+    await conn.execute(INSERT_PARENT, parent_id, first, last, counter, token_enc, callback_url)
+    ids, dates = [d.task_id for d in days], [d.day for d in days]
+    await conn.execute(INSERT_CHILDREN, parent_id, counter, token_enc, ids, dates, callback_url)
+
+
+async def days(db: Executor, parent_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Each day of a backfill parent, in day order (see DAYS)."""
+    return list(await db.fetch(DAYS, parent_id))
+
+
+def root_of(task: Any) -> uuid.UUID:
+    """The first task of a task's family (its day's run 1)."""
+    root: uuid.UUID = task["rescore_of"] or task["id"]
+    return root
+
+
+async def insert_rescore(conn: asyncpg.Connection, task_id: uuid.UUID) -> uuid.UUID | None:
+    """The next run of `task_id`'s day (same counter, day, token; rescore_of = the family's first task),
+    pending; None if the task is unknown or a backfill parent. The caller adds the ScoreTask message."""
+    task = await get(conn, task_id)
+    if task is None or task["day_to"] is not None:
+        return None
+    root = root_of(task)
+    new_id = uuid.uuid4()
+    async with conn.transaction():  # the root's row lock orders concurrent re-scores: each counts runs anew
+        if await conn.fetchval(LOCK_ROOT, root) is None:
+            return None
+        await conn.execute(INSERT_RUN, root, new_id)
+    return new_id
+
+
+async def runs(db: Executor, root: uuid.UUID) -> list[asyncpg.Record]:
+    """(id, run, status) of every run of a family, run 1 first."""
+    return list(await db.fetch(RUNS, root))
+
+
+async def served(db: Executor, root: uuid.UUID, run: int | None = None) -> asyncpg.Record | None:
+    """The family's latest completed run (or run `run`, if it is completed); None if there is none."""
+    return await db.fetchrow(SERVED, root, run)
+
+
+async def count_client_visits_by_task(
+    db: Executor, task_ids: Sequence[uuid.UUID], client_id: str
+) -> dict[uuid.UUID, int]:
+    rows = await db.fetch(COUNT_CLIENT_VISITS_BY_TASK, list(task_ids), client_id)
+    return {row["task_id"]: int(row["n"]) for row in rows}
+
+
+async def summary_of_many(db: Executor, task_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """SUMMARY's groups over the visits of several tasks (a backfill's served runs)."""
+    return list(await db.fetch(SUMMARY_OF_MANY, list(task_ids)))

@@ -13,7 +13,7 @@ from gateway.intake import MAX_NOTICE_BATCHES
 from shared import broker
 from shared.conversions import Conversion
 from shared.crypto import TokenCipher
-from shared.db import batches, tasks
+from shared.db import batches, bulk, tasks
 from tests.conftest import AMQP_URL, API_KEY, next_message, outbox_drained, override, wait_for
 from tests.conftest import completed_task as stored_task
 
@@ -162,6 +162,10 @@ async def test_bulk_from_a_completed_task(gateway, settings, pool):
     body = await resp.json()
     assert body["status"] == "pending"
     batch_id = uuid.UUID(body["upload_id"])
+    # the batch is stored by the request; the uploader makes its rows first thing
+    assert await pool.fetchval("SELECT count(*) FROM conversions WHERE batch_id = $1", batch_id) == 0
+    assert await bulk.expand(pool, batch_id) == 3
+    assert await bulk.expand(pool, batch_id) == 0  # once
 
     batch = await pool.fetchrow("SELECT * FROM batches WHERE id = $1", batch_id)
     assert (batch["source"], batch["status"], batch["task_id"], batch["counter_id"]) == (
@@ -229,6 +233,7 @@ async def test_bulk_of_visits_too_old_for_metrika(gateway, settings, pool):
     resp = await gateway.post("/conversions/bulk", json={"task_id": str(astride), "target": "4plus"})
     assert resp.status == 200, await resp.text()
     upload_id = (await resp.json())["upload_id"]
+    await bulk.expand(pool, uuid.UUID(upload_id))
     rows = await pool.fetch(
         "SELECT idx, status FROM conversions WHERE batch_id = $1 ORDER BY idx", uuid.UUID(upload_id)
     )
@@ -257,6 +262,7 @@ async def test_status_shapes(gateway, settings, pool):
     task_id = await completed_task(pool, settings, 4)
     resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
     upload_id = (await resp.json())["upload_id"]
+    await bulk.expand(pool, uuid.UUID(upload_id))
     resp = await gateway.get(f"/conversions/{upload_id}/status")
     assert resp.status == 200
     assert await resp.json() == {
@@ -299,6 +305,7 @@ async def test_many_failed_rows_are_counted_not_all_listed(gateway, settings, po
     task_id = await completed_task(pool, settings, 1005)
     resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": "4plus"})
     upload_id = (await resp.json())["upload_id"]
+    await bulk.expand(pool, uuid.UUID(upload_id))
     await batches.fail_rows(pool, uuid.UUID(upload_id), list(range(1005)), "file refused", retryable=False)
     errors = (await (await gateway.get(f"/conversions/{upload_id}/status")).json())["errors"]
     assert len(errors) == 1001 and errors[999] == {"index": 999, "reason": "file refused"}
@@ -317,6 +324,7 @@ async def test_task_conversions_lists_every_upload_of_the_task(gateway, settings
     for target in ("4plus", "lead"):
         resp = await gateway.post("/conversions/bulk", json={"task_id": str(task_id), "target": target})
         ids.append((await resp.json())["upload_id"])
+        await bulk.expand(pool, uuid.UUID(ids[-1]))
     await batches.fail_rows(pool, uuid.UUID(ids[1]), [1], "bad", retryable=False)
     listed = await (await gateway.get(f"/tasks/{task_id}/conversions")).json()
     assert listed == [

@@ -9,6 +9,7 @@ import uuid
 import pandas as pd
 
 from scorer import results
+from shared.db import bulk as shared_bulk
 from shared.db import tasks
 from tests.conftest import completed_task
 
@@ -62,7 +63,8 @@ async def test_tasks_are_listed_newest_first_with_filters_and_pages(gateway, poo
     first = body["data"][2]
     assert set(first) == {
         "task_id", "counter", "date", "status", "progress", "message", "created_at", "started_at",
-        "finished_at", "total_visits", "level4_visits", "error",
+        "finished_at", "total_visits", "level4_visits", "error", "kind", "date_to", "parent_id", "run",
+        "rescore_of",
     }  # fmt: skip
     assert (first["status"], first["counter"], first["date"]) == ("completed", 111, day.isoformat())
     assert (first["total_visits"], first["level4_visits"], first["progress"]) == (12, 3, 100)
@@ -236,6 +238,7 @@ async def test_uploads_are_listed_by_task_and_status(gateway, pool):
     )
     assert resp.status == 200, await resp.text()
     bulk = (await resp.json())["upload_id"]
+    assert await shared_bulk.expand(pool, uuid.UUID(bulk)) == 2  # what the uploader does first
     resp = await gateway.post(
         "/conversions/single", json=row(token="t", counter=777, target="call") | {"purchase_id": "p-1"}
     )
