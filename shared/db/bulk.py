@@ -19,6 +19,7 @@ import asyncpg
 from shared import broker
 from shared.conversions import Rules
 from shared.db import Executor
+from shared.db.tasks import family
 from shared.schemas import UploadBatches
 
 
@@ -35,9 +36,8 @@ asked AS (
 ), served AS (
     SELECT s.id, s.day, s.level4_visits FROM days d
     CROSS JOIN LATERAL (
-        SELECT x.id, x.day, x.level4_visits FROM tasks x
-        WHERE (x.id = d.root OR x.rescore_of = d.root) AND x.status = 'completed'
-        ORDER BY x.run DESC LIMIT 1
+        SELECT x.id, x.day, x.level4_visits FROM {family("d.root", "id, day, level4_visits, status, run")} x
+        WHERE x.status = 'completed' ORDER BY x.run DESC LIMIT 1
     ) s
 )"""
 

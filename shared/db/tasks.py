@@ -141,39 +141,48 @@ INSERT INTO tasks (id, day, counter, token_enc, message, callback_url, parent_id
 SELECT d.id, d.day, $2, $3, 'queued', $6, $1
 FROM unnest($4::uuid[], $5::date[]) AS d (id, day)
 """
+
+
+def family(root: str, columns: str = "*") -> str:
+    """The tasks of a day's family: its first task `root` (an SQL expression) and its re-score runs, each
+    found through an index (tasks_pkey, tasks_runs)."""
+    return (
+        f"(SELECT {columns} FROM tasks WHERE id = {root} "
+        f"UNION ALL SELECT {columns} FROM tasks WHERE rescore_of = {root})"
+    )
+
+
 # each day of a parent: its first task (the child), the latest run of its family and the latest completed
 # one (the run served)
-DAYS = """
+DAYS = f"""
 SELECT c.id, c.day, l.id AS latest_id, l.run AS latest_run, l.status AS latest_status,
        l.progress AS latest_progress, l.error AS latest_error, l.started_at, l.finished_at,
        s.id AS served_id, s.run AS served_run, s.total_visits, s.level4_visits
 FROM tasks c
 CROSS JOIN LATERAL (
-    SELECT x.id, x.run, x.status, x.progress, x.error, x.started_at, x.finished_at FROM tasks x
-    WHERE x.id = c.id OR x.rescore_of = c.id ORDER BY x.run DESC LIMIT 1
+    SELECT x.id, x.run, x.status, x.progress, x.error, x.started_at, x.finished_at FROM {family("c.id")} x
+    ORDER BY x.run DESC LIMIT 1
 ) l
 LEFT JOIN LATERAL (
-    SELECT x.id, x.run, x.total_visits, x.level4_visits FROM tasks x
-    WHERE (x.id = c.id OR x.rescore_of = c.id) AND x.status = 'completed' ORDER BY x.run DESC LIMIT 1
+    SELECT x.id, x.run, x.total_visits, x.level4_visits FROM {family("c.id")} x
+    WHERE x.status = 'completed' ORDER BY x.run DESC LIMIT 1
 ) s ON true
 WHERE c.parent_id = $1
 ORDER BY c.day
 """
 # --- re-score runs: the family of a day is its first task (the root) and the runs whose rescore_of is it ---
 LOCK_ROOT = "SELECT id FROM tasks WHERE id = $1 AND day_to IS NULL FOR UPDATE"
-INSERT_RUN = """
+INSERT_RUN = f"""
 INSERT INTO tasks (id, day, counter, token_enc, message, callback_url, rescore_of, run)
 SELECT $2, r.day, r.counter, r.token_enc, 'queued', r.callback_url, r.id,
-       (SELECT max(x.run) FROM tasks x WHERE x.id = r.id OR x.rescore_of = r.id) + 1
+       (SELECT max(x.run) FROM {family("r.id", "run")} x) + 1
 FROM tasks r WHERE r.id = $1
 RETURNING run
 """
-RUNS = """
-SELECT id, run, status FROM tasks WHERE id = $1 OR rescore_of = $1 ORDER BY run
-"""
+RUNS = f"SELECT id, run, status FROM {family('$1', 'id, run, status')} x ORDER BY run"
 # the latest completed run of a family ($2: that run only)
 SERVED = (
-    GET.replace("WHERE id = $1", "WHERE (id = $1 OR rescore_of = $1) AND status = 'completed'")
+    GET.replace("FROM tasks WHERE id = $1", f"FROM {family('$1')} x WHERE status = 'completed'")
     + " AND ($2::int IS NULL OR run = $2) ORDER BY run DESC LIMIT 1"
 )
 # level-4+ visits counted per task, of one client (a parent's result filtered by client_id)

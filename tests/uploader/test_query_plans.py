@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from shared import db
-from shared.db import batches, listings, tasks
+from shared.db import batches, bulk, listings, tasks
 
 JIT_ABOVE_COST = 100_000
 BATCHES, ROWS_PER_BATCH = 1000, 100
@@ -195,6 +195,14 @@ def listing_queries() -> dict[str, tuple[Any, ...]]:
     queries["result by client"] = (tasks.PAGE_CLIENT_VISITS, TASK, 100, 0, "42")
     queries["result by client (count)"] = (tasks.COUNT_CLIENT_VISITS, TASK, "42")
     queries["summary"] = (tasks.SUMMARY, TASK)
+    # issue 12: a day's runs and the one served, a backfill's days, a bulk upload made in the request
+    queries["runs"] = (tasks.RUNS, TASK)
+    queries["served run"] = (tasks.SERVED, TASK, None)
+    queries["backfill days"] = (tasks.DAYS, TASK)
+    queries["due tasks"] = (tasks.LOCK_DUE, 60.0, 100)
+    queries["bulk upload"] = (
+        bulk.CREATE, uuid.uuid4(), TASK, 1, b"x", "purchase", "Europe/Moscow", 90, None, "r", "k", {}, None
+    )  # fmt: skip
     return queries
 
 
