@@ -133,6 +133,7 @@ class Counters:
             "permission": "own",
             "create_time": "2020-01-01T00:00:00Z",
             "time_zone_name": name,
+            "timezone": name,  # the name issue 12 gives the field; Yandex's own is time_zone_name
             # minutes east of UTC, now
             "time_zone_offset": int(offset.total_seconds() // 60) if offset is not None else 0,
         }
