@@ -61,6 +61,7 @@ async def create_task(request: web.Request) -> web.Response:
     counter = body.counter or settings.metrika_counter
     if not counter:
         raise errors.BadRequest("counter is required (in body or env)")
+    await _check_past(request, body, counter, token)
     task_id = uuid.uuid4()
     token_enc = request.app[keys.CIPHER].encrypt(token)
     pool = request.app[keys.PG_POOL]
@@ -81,6 +82,29 @@ async def create_task(request: web.Request) -> web.Response:
         outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers := logs.message_headers())
     await request.app[keys.RELAY].publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
     return web.json_response({"task_id": str(task_id)})
+
+
+async def _check_past(request: web.Request, body: TaskCreate, counter: int, token: str) -> None:
+    """422 unless `date` (or `date_to`, and so `date_from`) is before the counter's local today: the Logs
+    API serves only the days its counter has finished (a Novosibirsk counter's day ends 4 h before
+    Moscow's). The zone is the counter's own (the Management API, cached), COUNTER_TIMEZONE as fallback."""
+    today = await request.app[keys.ZONES].today(counter, token, _now())
+    problems = [
+        {
+            "loc": ["body", name],
+            "msg": f"Value error, {name} must be in the past: the Logs API has no data for today or later "
+            f"(the counter's today is {today})",
+            "type": "value_error",
+        }
+        for name in ("date", "date_from", "date_to")
+        if (value := getattr(body, name)) is not None and value >= today
+    ]
+    if problems:
+        raise errors.Unprocessable(problems)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 async def _publish(request: web.Request, rows: Sequence[tuple[int, Any]], headers: dict[str, Any]) -> None:

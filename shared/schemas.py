@@ -15,8 +15,6 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
@@ -71,7 +69,8 @@ MAX_BACKFILL_DAYS = 365  # days of one backfill, as the Logs API allows in one r
 
 class TaskCreate(BaseModel):
     """POST /tasks: one day (`date`), or a backfill of every day from `date_from` to `date_to` (inclusive,
-    at most MAX_BACKFILL_DAYS days): exactly one of the two forms."""
+    at most MAX_BACKFILL_DAYS days): exactly one of the two forms. Days before the counter's local today
+    only: the gateway checks that, once it knows the counter's zone (gateway/tasks.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -81,15 +80,6 @@ class TaskCreate(BaseModel):
     token: Token | None = None
     counter: CounterId | None = None
     callback_url: CallbackUrl | None = None
-
-    @field_validator("date", "date_from", "date_to")
-    @classmethod
-    def _past_only(cls, value: dt.date | None, info: ValidationInfo) -> dt.date | None:
-        if value is not None and value >= dt.date.today():
-            raise ValueError(
-                f"{info.field_name} must be in the past: the Logs API has no data for today or later"
-            )
-        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> TaskCreate:

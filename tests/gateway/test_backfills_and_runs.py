@@ -9,15 +9,16 @@ import zoneinfo
 
 import pandas as pd
 
+from gateway import tasks as gateway_tasks
 from scorer import results
 from shared.conversions import Rules
 from shared.crypto import TokenCipher
 from shared.db import bulk, tasks
 
-TODAY = dt.date.today()
+MSK = zoneinfo.ZoneInfo("Europe/Moscow")
+TODAY = dt.datetime.now(MSK).date()  # counter 777's today (the sandbox puts it in Moscow)
 DAY = TODAY - dt.timedelta(days=2)
 COUNTER = 777
-MSK = zoneinfo.ZoneInfo("Europe/Moscow")
 
 
 def body(**fields):
@@ -114,6 +115,34 @@ async def test_date_ranges_are_checked(gateway, pool):
     }
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 366
     assert await pool.fetchval("SELECT count(*) FROM outbox WHERE routing_key = 'score_tasks'") == 365
+
+
+async def test_past_days_are_the_counters_own(gateway, pool, monkeypatch):
+    """19:30 UTC on July 1st is 02:30 on July 2nd in Novosibirsk, 22:30 on July 1st in Moscow: July 1st
+    is over for a Novosibirsk counter (54xxxxxx in the sandbox), not for a Moscow one."""
+    monkeypatch.setattr(gateway_tasks, "_now", lambda: dt.datetime(2026, 7, 1, 19, 30, tzinfo=dt.UTC))
+    july1, july2 = dt.date(2026, 7, 1), dt.date(2026, 7, 2)
+    novosibirsk = {"token": "sandbox-token", "counter": 54_000_123}  # the sandbox answers its zone
+
+    resp = await gateway.post("/tasks", json=body(date=str(july1)))
+    assert resp.status == 422
+    (problem,) = (await resp.json())["detail"]
+    assert problem["loc"] == ["body", "date"] and problem["type"] == "value_error"
+    assert "date must be in the past" in problem["msg"] and "today is 2026-07-01" in problem["msg"]
+    resp = await gateway.post("/tasks", json=body(date_from="2026-06-25", date_to=str(july1)))
+    assert resp.status == 422 and (await resp.json())["detail"][0]["loc"] == ["body", "date_to"]
+    assert await pool.fetchval("SELECT count(*) FROM tasks") == 0
+
+    resp = await gateway.post("/tasks", json=novosibirsk | {"date": str(july1)})
+    assert resp.status == 200, await resp.text()
+    resp = await gateway.post("/tasks", json=novosibirsk | {"date_from": "2026-06-29", "date_to": str(july1)})
+    assert resp.status == 200 and len((await resp.json())["days"]) == 3
+    # its own today is not past, nor a later day (both ends named when both are)
+    resp = await gateway.post("/tasks", json=novosibirsk | {"date": str(july2)})
+    assert resp.status == 422 and "today is 2026-07-02" in (await resp.json())["detail"][0]["msg"]
+    resp = await gateway.post("/tasks", json=novosibirsk | {"date_from": str(july2), "date_to": "2026-07-03"})
+    detail = (await resp.json())["detail"]
+    assert resp.status == 422 and [p["loc"][1] for p in detail] == ["date_from", "date_to"]
 
 
 async def test_a_parent_is_never_scored_swept_or_retried_as_a_day(gateway, pool):
