@@ -52,7 +52,8 @@ class SummaryQuery(BaseModel):
 
 async def create_task(request: web.Request) -> web.Response:
     """One day: a task. A backfill (date_from..date_to): a parent and a task per day, in one transaction
-    with each day's message; the parent is never scored itself."""
+    with the messages of the first BACKFILL_PARALLEL days (each day that finishes queues the next); the
+    parent is never scored itself."""
     body = await parse_body(request, TaskCreate)
     settings = request.app[keys.SETTINGS]
     token = body.token or (settings.metrika_token.get_secret_value() if settings.metrika_token else None)
@@ -67,9 +68,12 @@ async def create_task(request: web.Request) -> web.Response:
     pool = request.app[keys.PG_POOL]
     if body.date is None:
         days = [tasks.Day(uuid.uuid4(), day) for day in body.days()]
-        messages = [ScoreTask(task_id=day.task_id).model_dump(mode="json") for day in days]
+        parallel = settings.backfill_parallel
+        messages = [ScoreTask(task_id=day.task_id).model_dump(mode="json") for day in days[:parallel]]
         async with pool.acquire() as conn, conn.transaction():
-            await tasks.insert_backfill(conn, task_id, days, counter, token_enc, body.callback_url)
+            await tasks.insert_backfill(
+                conn, task_id, days, counter, token_enc, body.callback_url, parallel=parallel
+            )
             rows = await outbox.add_many(
                 conn, broker.SCORE_TASKS, messages, headers := logs.message_headers()
             )
@@ -140,19 +144,28 @@ async def rescore_task(request: web.Request) -> web.Response:
 
 async def retry_task(request: web.Request) -> web.Response:
     """A failed task runs again from the start: back to pending, and its message sent (through the outbox,
-    in the same transaction, as for a new task). A backfill: each of its failed days does."""
+    in the same transaction, as for a new task). A backfill: each of its failed days does, in its turn (at
+    most BACKFILL_PARALLEL days of a backfill queued at once); so does a backfill's day retried alone."""
     task = await load_task(request)
     pool = request.app[keys.PG_POOL]
+    parallel = request.app[keys.SETTINGS].backfill_parallel
     if task["day_to"] is not None:
-        failed = [d["latest_id"] for d in await tasks.days(pool, task["id"]) if _day_status(d) == "failed"]
-        if not failed:
+        days = [d for d in await tasks.days(pool, task["id"]) if _day_status(d) == "failed"]
+        if not days:
             raise errors.Conflict("No day of this backfill failed: there is nothing to retry")
         async with pool.acquire() as conn, conn.transaction():
-            failed = [day for day in failed if await tasks.reset_failed(conn, day)]
-            messages = [ScoreTask(task_id=day).model_dump(mode="json") for day in failed]
-            rows = await outbox.add_many(
-                conn, broker.SCORE_TASKS, messages, headers := logs.message_headers()
-            )
+            # a day's own task waits for its turn; a failed re-score run of a day is sent at once
+            days = [d for d in days if await tasks.reset_failed(conn, d["latest_id"])]
+            failed = [d["latest_id"] for d in days]
+            await tasks.unrelease(conn, [d["id"] for d in days if d["latest_id"] == d["id"]])
+            headers = logs.message_headers()
+            runs = [
+                ScoreTask(task_id=d["latest_id"]).model_dump(mode="json")
+                for d in days
+                if d["latest_id"] != d["id"]
+            ]
+            rows = await outbox.add_many(conn, broker.SCORE_TASKS, runs, headers) if runs else []
+            rows += await tasks.release(conn, task["id"], parallel, headers, wait=True) or []
         await _publish(request, rows, headers)
         retried = [str(day) for day in failed]
         return web.json_response(
@@ -160,6 +173,15 @@ async def retry_task(request: web.Request) -> web.Response:
         )
     if task["status"] != "failed":
         raise errors.Conflict(f"Only a failed task can be retried; this one is {task['status']}")
+    if task["parent_id"] is not None:  # a backfill's day: in its turn
+        async with pool.acquire() as conn, conn.transaction():
+            if not await tasks.reset_failed(conn, task["id"]):
+                raise errors.Conflict("Only a failed task can be retried; this one was retried meanwhile")
+            await tasks.unrelease(conn, [task["id"]])
+            headers = logs.message_headers()
+            rows = await tasks.release(conn, task["parent_id"], parallel, headers, wait=True) or []
+        await _publish(request, rows, headers)
+        return web.json_response({"task_id": str(task["id"]), "status": "pending"}, status=202)
     message = ScoreTask(task_id=task["id"]).model_dump(mode="json")
     async with pool.acquire() as conn, conn.transaction():
         if not await tasks.reset_failed(conn, task["id"]):
@@ -173,7 +195,11 @@ async def task_status(request: web.Request) -> web.Response:
     task = await load_task(request)
     pool = request.app[keys.PG_POOL]
     if task["day_to"] is not None:
-        return web.json_response(_backfill_status(task, await tasks.days(pool, task["id"])))
+        answer = _backfill_status(task, await tasks.days(pool, task["id"]))
+        # the one summary POSTed to the backfill's callback_url once its last day finished
+        latest = await notifications.latest(pool, [task["id"]])
+        answer["notification"] = callbacks.notification(task["callback_url"], latest.get(task["id"]))
+        return web.json_response(answer)
     latest = await notifications.latest(pool, [task["id"]])
     runs = await tasks.runs(pool, tasks.root_of(task))
     completed = [run["run"] for run in runs if run["status"] == "completed"]

@@ -18,10 +18,11 @@ import asyncpg
 from scorer import pipeline, results
 from scorer.logs_api import LogsApiClient
 from scorer.model import Models
-from shared import metrika
+from shared import broker, metrika
 from shared.crypto import TokenCipher
 from shared.db import locks, tasks
 from shared.metrika import MetrikaError
+from shared.relay import OutboxRelay
 from shared.schemas import ScoreTask
 from shared.settings import Settings
 
@@ -39,6 +40,9 @@ class Deps:
     models: Models
     settings: Settings
     executor: Executor | None
+    # publishes the message of a backfill's next day, which a day's finishing statement wrote to the
+    # outbox (without one, the gateway's outbox sweep does, a few seconds later)
+    relay: OutboxRelay | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -126,6 +130,26 @@ async def _score(task_id: uuid.UUID, deps: Deps) -> None:
         task["day"],
         task["attempts"],
     )
+    try:
+        await _run(task, deps)
+    finally:
+        if task["parent_id"] is not None:  # a backfill's day: its finish may have queued the next day
+            await _publish_next_days(deps, task["parent_id"])
+
+
+async def _publish_next_days(deps: Deps, parent_id: uuid.UUID) -> None:
+    """Publish the unpublished messages of the backfill's days now (best effort: the outbox keeps them)."""
+    if deps.relay is None:
+        return
+    try:
+        for outbox_id, body in await tasks.unpublished_days(deps.pool, parent_id):
+            await deps.relay.publish_now([outbox_id], broker.SCORE_TASKS, body)
+    except (asyncpg.PostgresError, OSError) as exc:
+        logger.warning("backfill %s: next days left to the outbox sweep: %s", parent_id, exc)
+
+
+async def _run(task: asyncpg.Record, deps: Deps) -> None:
+    settings, task_id = deps.settings, task["id"]
 
     async def report(percent: int, message: str) -> None:
         await tasks.set_progress(deps.pool, task_id, percent, message)

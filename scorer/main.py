@@ -16,6 +16,7 @@ from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
 from shared.notify import Sender
+from shared.relay import OutboxRelay
 from shared.schemas import ScoreTask
 from shared.settings import SCORER_METRICS_PORT, Settings
 
@@ -30,6 +31,14 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     await db.ensure_database(settings.database_url)
     pool = await db.create_pool(settings.database_url)
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
+    # the messages of backfills' next days (a finishing day's statement writes them to the outbox)
+    relay = OutboxRelay(
+        pool,
+        settings.amqp_url,
+        topology,
+        settings.outbox_interval_s,
+        name=f"{settings.queue_prefix} scorer relay",
+    )
     # pandas/numpy release the GIL for most of the work; one thread keeps the loop free for progress updates
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
     metrics_port = SCORER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
@@ -46,7 +55,10 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 models=models,
                 settings=settings,
                 executor=executor,
+                relay=relay,
             )
+            await relay.try_connect()
+            relaying = asyncio.create_task(relay.run(stop), name="outbox relay")
             sweeper = asyncio.create_task(Sweeper(deps, connection, topology).run(stop), name="sweeper")
             sender = asyncio.create_task(Sender(pool, settings).run(stop), name="notifications")
             logger.info("scorer ready (model %s)", models.version)
@@ -64,8 +76,9 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 )
             finally:
                 stop.set()
-                await asyncio.gather(sweeper, sender)
+                await asyncio.gather(sweeper, sender, relaying)
     finally:
+        await relay.close()
         await connection.close()
         await pool.close()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,8 @@ Every SWEEP_INTERVAL_S, in every scorer replica (Postgres row locks keep them of
 - re-queue the tasks whose retry is due, whose scorer stopped renewing its lease (it died), and pending
   tasks that have not moved for STALE_AFTER_S (their message was lost or dead-lettered); a task re-queued
   SWEEP_MAX_REQUEUES times without its scorer reaching a decision fails with the reason;
+- release the next days of backfills with fewer than BACKFILL_PARALLEL days queued or running and days
+  waiting (a day's finishing statement releases the next one; this is the safety net should it not);
 - cancel or clean the Logs API requests of runs that are over (a killed scorer never cleaned them: a
   prepared request counts against the counter's 10 GB until it is);
 - remove the work directories of tasks no scorer is running (up to 108 MB of parts each).
@@ -50,7 +52,7 @@ class Sweeper:
 
     async def sweep(self) -> None:
         # one step failing (Postgres or the broker away) never keeps the others from running
-        for step in (self.requeue, self.release_requests, self.remove_work_dirs):
+        for step in (self.requeue, self.release_backfills, self.release_requests, self.remove_work_dirs):
             try:
                 await step()
             except Exception as exc:
@@ -92,6 +94,21 @@ class Sweeper:
                 logger.info("task %s re-queued: %s", row["id"], why)
                 requeued += 1
         return requeued
+
+    async def release_backfills(self) -> int:
+        """Queue the next days of every backfill short of BACKFILL_PARALLEL queued or running days (a
+        backfill another transaction holds is left to it); returns how many days were released."""
+        parallel = self.deps.settings.backfill_parallel
+        released = 0
+        for parent_id in await tasks.short_backfills(self.deps.pool, parallel, BATCH):
+            async with self.deps.pool.acquire() as conn, conn.transaction():
+                rows = await tasks.release(conn, parent_id, parallel) or []
+            for outbox_id, body in rows:
+                logger.info("backfill %s: day task %s released by the sweeper", parent_id, body["task_id"])
+                if self.deps.relay is not None:
+                    await self.deps.relay.publish_now([outbox_id], broker.SCORE_TASKS, body)
+            released += len(rows)
+        return released
 
     async def release_requests(self) -> int:
         """Cancel or clean the unreleased Logs API requests of tasks no scorer is running; returns how many

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     sweep_max_requeues: int = 10
     # a scorer renews the lease of the task it runs; a task whose lease lapsed is re-queued
     task_lease_s: float = 60.0
+    # a backfill's days queued at once: each day that finishes queues the next, so a long backfill never
+    # puts all its days ahead of other counters' tasks
+    backfill_parallel: int = Field(3, ge=1, le=365)
     # uploader: status queries in flight at once, in all and per counter (Yandex allows 3 parallel
     # requests per user); a file past upload_processing_timeout_s is reported and then checked every
     # upload_slow_poll_s, and corrected if Metrika finishes later

@@ -28,7 +28,8 @@ def _iso(column: str) -> str:
 
 def task_note(changed: str, level4_visits: str = "NULL") -> str:
     """The notification INSERT for the tasks RETURNING'd by the CTE `changed` (id, day, counter, status,
-    error, total_visits, finished_at, callback_url) that finished and name a callback URL."""
+    error, total_visits, finished_at, callback_url, parent_id) that finished and name a callback URL; a
+    backfill's day never does (its parent is notified: backfill_note)."""
     return f"""
 INSERT INTO notifications (kind, subject_id, url, body)
 SELECT 'task', t.id, t.callback_url, jsonb_build_object(
@@ -36,7 +37,51 @@ SELECT 'task', t.id, t.callback_url, jsonb_build_object(
     'counts', jsonb_build_object('total_visits', t.total_visits, 'level4_visits', {level4_visits}::int),
     'failed_rows', '[]'::jsonb, 'error', t.error, 'finished_at', {_iso("t.finished_at")})
 FROM {changed} t
-WHERE t.callback_url IS NOT NULL AND t.status IN {TASK_FINAL}
+WHERE t.callback_url IS NOT NULL AND t.status IN {TASK_FINAL} AND t.parent_id IS NULL
+"""
+
+
+def backfill_note(changed: str) -> str:
+    """The notification INSERT for the backfill parent of the day RETURNING'd by the CTE `changed` (as for
+    task_note, with level4_visits) if that day finished, was the last of its days to, and the parent names
+    a callback URL: one summary of the backfill, `completed` when every day is (a day counts as completed
+    once a run of it is), else `failed`, with the days completed and failed and the visits of the runs
+    served. The statement's snapshot shows the finishing day as it was: its own values come from
+    `changed`. The caller holds the parent's row lock (tasks.LOCK_PARENT) from before the statement, so
+    of two last days finishing at once the second sees the first finished."""
+    return f"""
+INSERT INTO notifications (kind, subject_id, url, body)
+SELECT 'task', p.id, p.callback_url, jsonb_build_object(
+    'event', 'task.finished', 'id', p.id, 'counter', p.counter, 'date', p.day, 'date_to', p.day_to,
+    'status', CASE WHEN d.failed = 0 THEN 'completed' ELSE 'failed' END,
+    'counts', jsonb_build_object('days', d.days, 'days_completed', d.days - d.failed, 'days_failed', d.failed,
+                                 'total_visits', d.total_visits, 'level4_visits', d.level4_visits),
+    'failed_rows', '[]'::jsonb,
+    'error', CASE WHEN d.failed > 0 THEN d.failed || ' of ' || d.days || ' days failed' END,
+    'finished_at', {_iso("c.finished_at")})
+FROM {changed} c
+JOIN tasks p ON p.id = c.parent_id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS days, count(*) FILTER (WHERE x.served IS NULL) AS failed,
+           sum(x.total_visits) AS total_visits, coalesce(sum(x.level4_visits), 0) AS level4_visits
+    FROM (
+        SELECT c.id AS served, c.total_visits, c.level4_visits WHERE c.status = 'completed'
+        UNION ALL SELECT NULL, NULL, NULL WHERE c.status <> 'completed'
+        UNION ALL
+        SELECT s.id, s.total_visits, s.level4_visits
+        FROM tasks o
+        LEFT JOIN LATERAL (
+            SELECT r.id, r.total_visits, r.level4_visits
+            FROM (SELECT * FROM tasks WHERE id = o.id UNION ALL SELECT * FROM tasks WHERE rescore_of = o.id) r
+            WHERE r.status = 'completed' ORDER BY r.run DESC LIMIT 1
+        ) s ON true
+        WHERE o.parent_id = p.id AND o.id <> c.id
+    ) x
+) d
+WHERE p.callback_url IS NOT NULL AND c.status IN {TASK_FINAL}
+  AND NOT EXISTS (
+      SELECT 1 FROM tasks o WHERE o.parent_id = p.id AND o.id <> c.id AND o.status IN ('pending', 'running')
+  )
 """
 
 

@@ -383,3 +383,11 @@ CREATE INDEX IF NOT EXISTS conversions_visit ON conversions (visit_id, target) W
 -- a bulk batch made in the request holds what its rows are to be made of ({target, zone, max_age_days,
 -- reason, tasks}) until the uploader makes them, in one INSERT ... SELECT (shared/db/bulk.py)
 ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;
+
+-- issue 12: backfill pacing. A backfill's days are queued BACKFILL_PARALLEL at a time: a day is `released`
+-- once its ScoreTask message is written (the first days with the backfill, each next one by the statement
+-- that finishes a day before it, or the sweeper's safety net); every other task is released from the start.
+-- The sweeper re-queues released tasks only. A backfill's days have no callback URL: the parent is notified
+-- once, by its last day to finish.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS released boolean NOT NULL DEFAULT true;
+CREATE INDEX IF NOT EXISTS tasks_unreleased ON tasks (parent_id, day) WHERE NOT released;

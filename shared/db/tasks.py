@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 
+from shared import broker
 from shared.db import Executor, notifications
 
 INSERT = """
@@ -27,8 +28,8 @@ UPDATE tasks
 SET status = 'running', attempts = attempts + 1, progress = 0, message = 'starting', error = NULL,
     started_at = now(), finished_at = NULL, next_attempt_at = NULL,
     lease_until = now() + make_interval(secs => $2), updated_at = now()
-WHERE id = $1 AND status IN ('pending', 'running') AND day_to IS NULL
-RETURNING id, day, counter, token_enc, attempts
+WHERE id = $1 AND status IN ('pending', 'running') AND day_to IS NULL AND released
+RETURNING id, day, counter, token_enc, attempts, parent_id
 """
 EXTEND_LEASE = """
 UPDATE tasks SET lease_until = now() + make_interval(secs => $2) WHERE id = $1 AND status = 'running'
@@ -37,16 +38,52 @@ PROGRESS = """
 UPDATE tasks SET progress = GREATEST(progress, $2), message = $3, updated_at = now()
 WHERE id = $1 AND status = 'running'
 """
-# what a finishing statement RETURNS for its notification (shared/db/notifications.py)
-_FINISHED = "id, day, counter, status, error, total_visits, finished_at, callback_url"
+# what a finishing statement RETURNS for its notification (shared/db/notifications.py) and its backfill
+_FINISHED = (
+    "id, day, counter, status, error, total_visits, level4_visits, finished_at, callback_url, parent_id, "
+    "released"
+)
+
+
+def _next_day(changed: str) -> str:
+    """CTEs releasing the next day of the backfill of the day RETURNING'd by the CTE `changed` (one row, or
+    none), if that day was released: the first unreleased pending day of the parent (day order) gets its
+    ScoreTask outbox row, in the statement that finishes the day before it, so BACKFILL_PARALLEL days of a
+    backfill are queued at a time however the scorers crash or scale. A day locked elsewhere is skipped:
+    at worst none is released, and the sweeper's safety net (RELEASE) makes up for it."""
+    return f"""
+next_day AS (
+    SELECT n.id FROM tasks n
+    WHERE n.parent_id = (SELECT parent_id FROM {changed} WHERE released) AND NOT n.released
+      AND n.status = 'pending'
+    ORDER BY n.day LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), freed AS (
+    UPDATE tasks t SET released = true, updated_at = now() FROM next_day WHERE t.id = next_day.id
+    RETURNING t.id
+), queued AS (
+    INSERT INTO outbox (routing_key, body)
+    SELECT '{broker.SCORE_TASKS}', jsonb_build_object('task_id', freed.id) FROM freed
+)"""
+
+
+# FAIL and COMPLETE run after LOCK_PARENT in their transaction (see finish_lock): a backfill's last day to
+# finish, and only it, sees every other day ended and notifies the parent (notifications.backfill_note)
 FAIL = f"""
 WITH changed AS (
     UPDATE tasks SET status = 'failed', error = $2, message = $3, finished_at = now(), next_attempt_at = NULL,
            lease_until = NULL, requeues = 0, updated_at = now()
     WHERE id = $1 AND status IN ('pending', 'running')
     RETURNING {_FINISHED}
-), noted AS ({notifications.task_note("changed")})
+), noted AS ({notifications.task_note("changed")}),
+parent_noted AS ({notifications.backfill_note("changed")}),
+{_next_day("changed")}
 SELECT count(*) FROM changed
+"""
+# the backfill parent of a day, locked against its other days finishing at once (FOR NO KEY UPDATE: the
+# days' foreign keys take KEY SHARE, which it leaves alone)
+LOCK_PARENT = """
+SELECT p.id FROM tasks p WHERE p.id = (SELECT parent_id FROM tasks WHERE id = $1) FOR NO KEY UPDATE OF p
 """
 # a transient failure: back to pending until next_attempt_at, unless it has been retrying for the horizon
 RETRY_LATER = """
@@ -76,7 +113,9 @@ WITH changed AS (
            lease_until = NULL, requeues = 0, updated_at = now()
     WHERE id = $1 AND status IN ('running', 'pending')
     RETURNING {_FINISHED}
-), noted AS ({notifications.task_note("changed", "$5")})
+), noted AS ({notifications.task_note("changed", "$5")}),
+parent_noted AS ({notifications.backfill_note("changed")}),
+{_next_day("changed")}
 SELECT count(*) FROM changed
 """
 COUNT_VISITS = "SELECT count(*) FROM task_visits WHERE task_id = $1"
@@ -110,11 +149,11 @@ SELECT visit_id, client_id, date_time FROM task_visits WHERE task_id = $1 ORDER 
 # the sweeper: tasks whose retry is due (or whose re-queue was not picked up within a lease), tasks whose
 # scorer stopped renewing the lease, and pending tasks that have not moved for $1 s (their message was
 # lost or dead-lettered); SKIP LOCKED keeps two sweeping replicas off each other's rows. A backfill
-# parent (day_to set) is never scored: its days are
+# parent (day_to set) is never scored: its days are, once released (a day not released has no message)
 LOCK_DUE = """
 SELECT id, status, requeues, last_error, next_attempt_at IS NOT NULL AS scheduled
 FROM tasks
-WHERE status IN ('pending', 'running') AND day_to IS NULL
+WHERE status IN ('pending', 'running') AND day_to IS NULL AND released
   AND CASE WHEN status = 'running'
            THEN coalesce(lease_until, updated_at + make_interval(secs => $1)) < now()
            ELSE coalesce(next_attempt_at, updated_at + make_interval(secs => $1)) <= now()
@@ -136,10 +175,48 @@ INSERT_PARENT = """
 INSERT INTO tasks (id, day, day_to, counter, token_enc, message, callback_url)
 VALUES ($1, $2, $3, $4, $5, 'backfill', $6)
 """
+# the days: the first $6 released (the caller writes their messages), the others wait for their turn;
+# no callback URL of their own (the parent's is notified once, by the last day to finish)
 INSERT_CHILDREN = """
-INSERT INTO tasks (id, day, counter, token_enc, message, callback_url, parent_id)
-SELECT d.id, d.day, $2, $3, 'queued', $6, $1
-FROM unnest($4::uuid[], $5::date[]) AS d (id, day)
+INSERT INTO tasks (id, day, counter, token_enc, message, parent_id, released)
+SELECT d.id, d.day, $2, $3, 'queued', $1, d.n <= $6
+FROM unnest($4::uuid[], $5::date[]) WITH ORDINALITY AS d (id, day, n)
+"""
+# a retried day waits for its turn again
+UNRELEASE = "UPDATE tasks SET released = false WHERE id = ANY($1::uuid[]) AND parent_id IS NOT NULL"
+# the next days of a backfill, up to $2 released and unfinished at once (the caller holds LOCK_PARENT's
+# lock on $1, so two callers never count the same free places), each with its outbox row
+RELEASE = f"""
+WITH busy AS (
+    SELECT count(*) AS n FROM tasks
+    WHERE parent_id = $1 AND released AND status IN ('pending', 'running')
+), next_days AS (
+    SELECT id FROM tasks WHERE parent_id = $1 AND NOT released AND status = 'pending'
+    ORDER BY day LIMIT greatest($2 - (SELECT n FROM busy), 0)
+    FOR UPDATE SKIP LOCKED
+), freed AS (
+    UPDATE tasks t SET released = true, updated_at = now() FROM next_days WHERE t.id = next_days.id
+    RETURNING t.id
+)
+INSERT INTO outbox (routing_key, body, headers)
+SELECT '{broker.SCORE_TASKS}', jsonb_build_object('task_id', freed.id), $3 FROM freed
+RETURNING id, body
+"""
+LOCK_BACKFILL = "SELECT id FROM tasks WHERE id = $1 AND day_to IS NOT NULL FOR NO KEY UPDATE SKIP LOCKED"
+# the sweeper's safety net: backfills with days waiting for their turn and fewer than $1 released and
+# unfinished (a release that a crash, or a day locked at the time, did not make)
+SHORT_BACKFILLS = """
+SELECT w.parent_id FROM (SELECT DISTINCT parent_id FROM tasks WHERE NOT released AND status = 'pending') w
+WHERE (SELECT count(*) FROM tasks o
+       WHERE o.parent_id = w.parent_id AND o.released AND o.status IN ('pending', 'running')) < $1
+LIMIT $2
+"""
+# unpublished messages of a backfill's days (a finished day's statement wrote the next one's)
+UNPUBLISHED_DAYS = f"""
+SELECT o.id, o.body FROM outbox o
+WHERE o.published_at IS NULL AND o.routing_key = '{broker.SCORE_TASKS}'
+  AND (o.body ->> 'task_id')::uuid IN (SELECT id FROM tasks WHERE parent_id = $1 AND status = 'pending')
+ORDER BY o.id
 """
 
 
@@ -258,8 +335,15 @@ async def set_progress(db: Executor, task_id: uuid.UUID, progress: int, message:
 
 
 async def fail(db: Executor, task_id: uuid.UUID, error: str, message: str = "failed") -> None:
-    """End a pending or running task in failure (and write its notification, if it names a callback)."""
-    await db.fetchval(FAIL, task_id, error, message)
+    """End a pending or running task in failure (and write its notification, if it names a callback; a
+    backfill's day: its parent's, if it is the last day to finish, and the next day's message)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            await fail(conn, task_id, error, message)
+        return
+    async with db.transaction():
+        await db.execute(LOCK_PARENT, task_id)
+        await db.fetchval(FAIL, task_id, error, message)
 
 
 async def retry_later(
@@ -299,6 +383,7 @@ async def store_result(
                 if copied != f"COPY {count}":
                     raise ValueError(f"task {task_id}: {count} visits to store, but {copied}")
             message = f"{count} level-4+ visits of {total_visits}"
+            await conn.execute(LOCK_PARENT, task_id)  # a backfill's day: see FAIL
             if await conn.fetchval(COMPLETE, task_id, message, total_visits, model_version, count) != 1:
                 # someone else finished or failed it meanwhile: keep their outcome, roll our rows back
                 raise _NotRunning
@@ -383,13 +468,51 @@ async def insert_backfill(
     counter: int,
     token_enc: bytes,
     callback_url: str | None = None,
+    *,
+    parallel: int,
 ) -> None:
-    """The parent (never scored) and one pending task per day, in the caller's transaction; the caller
-    adds each day's ScoreTask message. Each day notifies `callback_url` as it finishes."""
+    """The parent (never scored) and one pending task per day, in the caller's transaction; the first
+    `parallel` days (in `days`' order) are released: the caller adds their ScoreTask messages, each day
+    that finishes releases the next (see _next_day). `callback_url` is the parent's: notified once, when
+    its last day finishes."""
     first, last = min(d.day for d in days), max(d.day for d in days)
     await conn.execute(INSERT_PARENT, parent_id, first, last, counter, token_enc, callback_url)
     ids, dates = [d.task_id for d in days], [d.day for d in days]
-    await conn.execute(INSERT_CHILDREN, parent_id, counter, token_enc, ids, dates, callback_url)
+    await conn.execute(INSERT_CHILDREN, parent_id, counter, token_enc, ids, dates, parallel)
+
+
+async def release(
+    conn: asyncpg.Connection,
+    parent_id: uuid.UUID,
+    parallel: int,
+    headers: dict[str, Any] | None = None,
+    *,
+    wait: bool = False,
+) -> list[tuple[int, dict[str, Any]]] | None:
+    """Release the backfill's next days until `parallel` are released and unfinished, each with its
+    ScoreTask outbox row (with `headers`), in the caller's transaction; (outbox id, body) of each. None if
+    another transaction holds the parent (releasing them, or a day of it finishing), unless `wait`: then
+    it waits for it; None also if `parent_id` is no backfill."""
+    lock = LOCK_BACKFILL if not wait else LOCK_BACKFILL.removesuffix(" SKIP LOCKED")
+    if await conn.fetchval(lock, parent_id) is None:
+        return None
+    rows = await conn.fetch(RELEASE, parent_id, parallel, headers or None)
+    return [(int(row["id"]), row["body"]) for row in rows]
+
+
+async def unrelease(conn: asyncpg.Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """Backfill days back in the line (a retry: they wait for their turn, see release)."""
+    await conn.execute(UNRELEASE, list(task_ids))
+
+
+async def short_backfills(db: Executor, parallel: int, limit: int) -> list[uuid.UUID]:
+    """Backfills with days waiting and fewer than `parallel` released and unfinished (SHORT_BACKFILLS)."""
+    return [row["parent_id"] for row in await db.fetch(SHORT_BACKFILLS, parallel, limit)]
+
+
+async def unpublished_days(db: Executor, parent_id: uuid.UUID) -> list[tuple[int, dict[str, Any]]]:
+    """(outbox id, body) of the ScoreTask messages of the backfill's pending days not published yet."""
+    return [(int(row["id"]), row["body"]) for row in await db.fetch(UNPUBLISHED_DAYS, parent_id)]
 
 
 async def days(db: Executor, parent_id: uuid.UUID) -> list[asyncpg.Record]:

@@ -104,7 +104,7 @@ async def test_date_ranges_are_checked(gateway, pool):
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 0
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
-    # 365 days is the most: a parent, 365 days, one message each
+    # 365 days is the most: a parent, 365 days, messages for the first BACKFILL_PARALLEL (3) only
     first = yesterday - dt.timedelta(days=364)
     resp = await gateway.post("/tasks", json=body(date_from=str(first), date_to=str(yesterday)))
     assert resp.status == 200, await resp.text()
@@ -114,7 +114,10 @@ async def test_date_ranges_are_checked(gateway, pool):
         "task_id": created["days"][0]["task_id"],
     }
     assert await pool.fetchval("SELECT count(*) FROM tasks") == 366
-    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE routing_key = 'score_tasks'") == 365
+    bodies = await pool.fetch("SELECT body FROM outbox WHERE routing_key = 'score_tasks' ORDER BY id")
+    assert [row["body"]["task_id"] for row in bodies] == [d["task_id"] for d in created["days"][:3]]
+    waiting = await pool.fetch("SELECT status, message FROM tasks WHERE NOT released")
+    assert len(waiting) == 362 and {(r["status"], r["message"]) for r in waiting} == {("pending", "queued")}
 
 
 async def test_past_days_are_the_counters_own(gateway, pool, monkeypatch):
