@@ -3,6 +3,7 @@ uploads made in SQL (only visits not sent before; the same rows the Python path 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 import zoneinfo
@@ -11,6 +12,8 @@ import pandas as pd
 
 from gateway import tasks as gateway_tasks
 from scorer import results
+from scorer.handler import Deps
+from scorer.sweeper import Sweeper
 from shared.conversions import Rules
 from shared.crypto import TokenCipher
 from shared.db import bulk, tasks
@@ -373,3 +376,69 @@ async def test_bulk_rows_equal_the_python_paths(gateway, settings, pool):
     ]
     assert got == expected
     assert [r["status"] for r in rows] == ["error"] * 3 + ["pending"] * 3
+
+
+# --- pacing: BACKFILL_PARALLEL (3 here) days of a backfill queued at a time ---
+
+
+async def score_messages(pool) -> list[uuid.UUID]:
+    """The task ids of the ScoreTask messages written to the outbox, in order."""
+    rows = await pool.fetch("SELECT body FROM outbox WHERE routing_key = 'score_tasks' ORDER BY id")
+    return [uuid.UUID(row["body"]["task_id"]) for row in rows]
+
+
+async def backfill(gateway, n_days: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    resp = await gateway.post(
+        "/tasks", json=body(date_from=str(DAY - dt.timedelta(days=n_days - 1)), date_to=str(DAY))
+    )
+    assert resp.status == 200, await resp.text()
+    created = await resp.json()
+    return uuid.UUID(created["task_id"]), [uuid.UUID(d["task_id"]) for d in created["days"]]
+
+
+async def test_days_are_queued_in_their_turn(gateway, pool):
+    parent, days = await backfill(gateway, 5)
+    assert await score_messages(pool) == days[:3]
+    # the sweeper never re-queues a day that waits (it has no message to lose), nor does a stray message
+    # for it run it
+    async with pool.acquire() as conn, conn.transaction():
+        assert {row["id"] for row in await tasks.lock_due(conn, 0, 100)} == set(days[:3])
+    assert await tasks.claim(pool, days[3]) is None
+
+    # each day that finishes, completed or failed, queues the next one in the same statement
+    await finish(pool, days[0], visits_of(DAY, [1]))
+    assert await score_messages(pool) == days[:4]
+    assert await tasks.claim(pool, days[1]) is not None
+    await tasks.fail(pool, days[1], "Logs API error: no")
+    assert await score_messages(pool) == days[:5]
+    await tasks.fail(pool, days[2], "Logs API error: no")  # nothing is left to queue
+    assert await score_messages(pool) == days[:5]
+
+    # a retry of the backfill: its failed days wait for their turn too (days 3 and 4 are queued: 1 place)
+    resp = await gateway.post(f"/tasks/{parent}/retry")
+    assert resp.status == 202, await resp.text()
+    assert sorted((await resp.json())["days"]) == sorted(map(str, days[1:3]))
+    assert await score_messages(pool) == [*days[:5], days[1]]
+    await finish(pool, days[3], visits_of(DAY, [2]))
+    assert await score_messages(pool) == [*days[:5], days[1], days[2]]
+    # and so does a backfill's day retried alone
+    await tasks.fail(pool, days[4], "Logs API error: no")
+    await finish(pool, days[1], visits_of(DAY, [3]))
+    resp = await gateway.post(f"/tasks/{days[4]}/retry")
+    assert resp.status == 202, await resp.text()
+    assert (await score_messages(pool))[-1] == days[4]  # 1 day running: its turn at once
+    assert await pool.fetchval("SELECT count(*) FROM tasks WHERE NOT released") == 0
+
+
+async def test_the_sweeper_releases_what_no_finishing_day_did(gateway, pool, settings):
+    parent, days = await backfill(gateway, 6)
+    # two days end without releasing the next (as if the release had been skipped)
+    await pool.execute("UPDATE tasks SET status = 'completed' WHERE id = ANY($1::uuid[])", days[:2])
+    assert await tasks.short_backfills(pool, 3, 100) == [parent]
+    sweepers = [
+        Sweeper(Deps(pool, None, None, None, settings, None), None, None)  # type: ignore[arg-type]
+        for _ in range(2)
+    ]
+    released = await asyncio.gather(*(s.release_backfills() for s in sweepers))
+    assert sum(released) == 2 and await score_messages(pool) == days[:5]
+    assert await sweepers[0].release_backfills() == 0 and await tasks.short_backfills(pool, 3, 100) == []
