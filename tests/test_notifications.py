@@ -22,6 +22,7 @@ from shared import notify
 from shared.db import tasks
 from shared.settings import DEVELOPMENT_NOTIFY_KEY
 from tests.conftest import override, wait_for
+from tests.gateway.test_backfills_and_runs import finish, visits_of
 from uploader.main import main as uploader_main
 
 DAY = dt.date.today() - dt.timedelta(days=2)
@@ -337,3 +338,60 @@ def test_signature_and_development_key():
             metrika_score_env="production", token_encryption_key="k", api_keys="a"
         ).require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
     assert str(missing.value).startswith("error: NOTIFY_SIGNING_KEY must be set outside development")
+
+
+async def test_a_backfill_notifies_once_when_its_last_day_finishes(gateway, settings, pool, receiver):
+    got, url = await receiver()
+    first = DAY - dt.timedelta(days=2)
+    body = {
+        "date_from": str(first),
+        "date_to": str(DAY),
+        "counter": COUNTER,
+        "token": "t",
+        "callback_url": url,
+    }
+    resp = await gateway.post("/tasks", json=body)
+    assert resp.status == 200, await resp.text()
+    created = await resp.json()
+    parent, days = created["task_id"], [uuid.UUID(d["task_id"]) for d in created["days"]]
+    # its days name no callback of their own: finishing them sends nothing until the last one
+    await finish(pool, days[0], visits_of(first, [1, 2]))
+    await tasks.fail(pool, days[1], "Logs API error: the counter has no such day")
+    assert await pool.fetchval("SELECT count(*) FROM notifications") == 0
+    assert (await _notification(gateway, str(days[0]))) is None
+    assert (await _notification(gateway, parent))["status"] == "pending"
+    await finish(pool, days[2], visits_of(DAY, [3, 4, 5]))
+    sender = notify.Sender(pool, notifying(settings))
+    assert await sender.send_due() == 1 and await sender.send_due() == 0
+
+    (note,) = got.bodies()
+    assert note["event"] == "task.finished" and note["id"] == parent and note["counter"] == COUNTER
+    assert note["date"] == str(first) and note["date_to"] == str(DAY)
+    assert note["status"] == "failed" and note["error"] == "1 of 3 days failed"
+    assert note["counts"] == {
+        "days": 3, "days_completed": 2, "days_failed": 1, "total_visits": 2 * 4 + 3 * 4, "level4_visits": 5,
+    }  # fmt: skip
+    assert (await _notification(gateway, parent))["status"] == "delivered"
+
+    # retried, its failed day completes: the backfill has finished again, and says so once more
+    assert (await gateway.post(f"/tasks/{parent}/retry")).status == 202
+    await finish(pool, days[1], visits_of(first + dt.timedelta(days=1), [6]))
+    assert await sender.send_due() == 1
+    again = got.bodies()[-1]
+    assert again["status"] == "completed" and again["error"] is None
+    assert again["counts"] == {
+        "days": 3, "days_completed": 3, "days_failed": 0, "total_visits": 24, "level4_visits": 6,
+    }  # fmt: skip
+
+
+async def test_two_last_days_finishing_at_once_notify_the_backfill_once(gateway, pool, receiver):
+    _, url = await receiver()
+    body = {"date_from": str(DAY - dt.timedelta(days=1)), "date_to": str(DAY), "counter": COUNTER,
+            "token": "t", "callback_url": url}  # fmt: skip
+    created = await (await gateway.post("/tasks", json=body)).json()
+    days = [uuid.UUID(d["task_id"]) for d in created["days"]]
+    for _ in range(5):
+        await asyncio.gather(*(tasks.fail(pool, day, "Logs API error: no") for day in days))
+        assert await pool.fetchval("SELECT count(*) FROM notifications") == 1
+        await pool.execute("DELETE FROM notifications")
+        assert (await gateway.post(f"/tasks/{created['task_id']}/retry")).status == 202
