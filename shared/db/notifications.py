@@ -47,7 +47,7 @@ def backfill_note(changed: str) -> str:
     a callback URL: one summary of the backfill, `completed` when every day is (a day counts as completed
     once a run of it is), else `failed`, with the days completed and failed and the visits of the runs
     served. The statement's snapshot shows the finishing day as it was: its own values come from
-    `changed`. The caller holds the parent's row lock (tasks.LOCK_PARENT) from before the statement, so
+    `changed`. The caller holds the parent's row lock (tasks.lock_for_finish) from before the statement, so
     of two last days finishing at once the second sees the first finished."""
     return f"""
 INSERT INTO notifications (kind, subject_id, url, body)

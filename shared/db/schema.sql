@@ -390,4 +390,4 @@ ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;
 -- The sweeper re-queues released tasks only. A backfill's days have no callback URL: the parent is notified
 -- once, by its last day to finish.
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS released boolean NOT NULL DEFAULT true;
-CREATE INDEX IF NOT EXISTS tasks_unreleased ON tasks (parent_id, day) WHERE NOT released;
+CREATE INDEX IF NOT EXISTS tasks_unreleased ON tasks (parent_id, day) WHERE NOT released AND status = 'pending';

@@ -67,7 +67,7 @@ next_day AS (
 )"""
 
 
-# FAIL and COMPLETE run after LOCK_PARENT in their transaction (see finish_lock): a backfill's last day to
+# FAIL and COMPLETE run after lock_for_finish in their transaction: a backfill's last day to
 # finish, and only it, sees every other day ended and notifies the parent (notifications.backfill_note)
 FAIL = f"""
 WITH changed AS (
@@ -80,11 +80,11 @@ parent_noted AS ({notifications.backfill_note("changed")}),
 {_next_day("changed")}
 SELECT count(*) FROM changed
 """
-# the backfill parent of a day, locked against its other days finishing at once (FOR NO KEY UPDATE: the
-# days' foreign keys take KEY SHARE, which it leaves alone)
-LOCK_PARENT = """
-SELECT p.id FROM tasks p WHERE p.id = (SELECT parent_id FROM tasks WHERE id = $1) FOR NO KEY UPDATE OF p
-"""
+# a finishing task's row, then its backfill parent's, locked against the backfill's other days finishing
+# at once (FOR NO KEY UPDATE: the days' foreign keys take KEY SHARE, which it leaves alone); always in that
+# order (the sweeper holds task rows when it fails one), so two finishing transactions never deadlock
+LOCK_TASK = "SELECT parent_id FROM tasks WHERE id = $1 FOR NO KEY UPDATE"
+LOCK_PARENT = "SELECT id FROM tasks WHERE id = $1 FOR NO KEY UPDATE"
 # a transient failure: back to pending until next_attempt_at, unless it has been retrying for the horizon
 RETRY_LATER = """
 UPDATE tasks
@@ -184,7 +184,7 @@ FROM unnest($4::uuid[], $5::date[]) WITH ORDINALITY AS d (id, day, n)
 """
 # a retried day waits for its turn again
 UNRELEASE = "UPDATE tasks SET released = false WHERE id = ANY($1::uuid[]) AND parent_id IS NOT NULL"
-# the next days of a backfill, up to $2 released and unfinished at once (the caller holds LOCK_PARENT's
+# the next days of a backfill, up to $2 released and unfinished at once (the caller holds LOCK_BACKFILL's
 # lock on $1, so two callers never count the same free places), each with its outbox row
 RELEASE = f"""
 WITH busy AS (
@@ -342,8 +342,16 @@ async def fail(db: Executor, task_id: uuid.UUID, error: str, message: str = "fai
             await fail(conn, task_id, error, message)
         return
     async with db.transaction():
-        await db.execute(LOCK_PARENT, task_id)
+        await lock_for_finish(db, task_id)
         await db.fetchval(FAIL, task_id, error, message)
+
+
+async def lock_for_finish(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
+    """In the transaction that finishes the task (FAIL, COMPLETE): lock it, then its backfill parent, if it
+    has one, so that of a backfill's last days finishing at once the second sees the first finished."""
+    parent_id = await conn.fetchval(LOCK_TASK, task_id)
+    if parent_id is not None:
+        await conn.execute(LOCK_PARENT, parent_id)
 
 
 async def retry_later(
@@ -383,7 +391,7 @@ async def store_result(
                 if copied != f"COPY {count}":
                     raise ValueError(f"task {task_id}: {count} visits to store, but {copied}")
             message = f"{count} level-4+ visits of {total_visits}"
-            await conn.execute(LOCK_PARENT, task_id)  # a backfill's day: see FAIL
+            await lock_for_finish(conn, task_id)
             if await conn.fetchval(COMPLETE, task_id, message, total_visits, model_version, count) != 1:
                 # someone else finished or failed it meanwhile: keep their outcome, roll our rows back
                 raise _NotRunning
