@@ -200,6 +200,10 @@ def listing_queries() -> dict[str, tuple[Any, ...]]:
     queries["served run"] = (tasks.SERVED, TASK, None)
     queries["backfill days"] = (tasks.DAYS, TASK)
     queries["due tasks"] = (tasks.LOCK_DUE, 60.0, 100)
+    # backfill pacing: the days waiting for their turn, and their messages
+    queries["short backfills"] = (tasks.SHORT_BACKFILLS, 3, 100)
+    queries["release days"] = (tasks.RELEASE, TASK, 3, None)
+    queries["unpublished days"] = (tasks.UNPUBLISHED_DAYS, TASK)
     queries["bulk upload"] = (
         bulk.CREATE, uuid.uuid4(), TASK, 1, b"x", "purchase", "Europe/Moscow", 90, None, "r", "k", {}, None
     )  # fmt: skip
