@@ -21,6 +21,7 @@ from scorer.model import Models
 from shared import metrika
 from shared.crypto import TokenCipher
 from shared.db import locks, tasks
+from shared.db.slots import CounterSlots
 from shared.metrika import MetrikaError
 from shared.schemas import ScoreTask
 from shared.settings import Settings
@@ -39,6 +40,8 @@ class Deps:
     models: Models
     settings: Settings
     executor: Executor | None
+    # the counters' Logs API slots, shared by every replica (None: no limit, as in some tests)
+    slots: CounterSlots | None = None
 
     @property
     def work_dir(self) -> Path:
@@ -50,7 +53,8 @@ class Deps:
         return self.work_dir / str(task_id)
 
     def client(self, token_enc: bytes, counter: int) -> LogsApiClient:
-        return LogsApiClient(self.session, self.settings, self.cipher.decrypt(token_enc), counter)
+        token = self.cipher.decrypt(token_enc)
+        return LogsApiClient(self.session, self.settings, token, counter, slots=self.slots)
 
 
 class TaskLedger:
@@ -144,6 +148,7 @@ async def _score(task_id: uuid.UUID, deps: Deps) -> None:
                 report,
                 deps.executor,
                 TaskLedger(deps.pool, task_id, task["counter"]),
+                deps.slots,
             )
         except MetrikaError as exc:
             await _metrika_failed(deps, task, exc)

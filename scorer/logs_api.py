@@ -11,13 +11,16 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
 from shared import metrics
-from shared.metrika import Handle, MetrikaApi, MetrikaError, T
+from shared.metrika import COUNTER_BUSY, Handle, MetrikaApi, MetrikaError, T
 from shared.settings import Settings
+
+if TYPE_CHECKING:  # asyncpg loads only in the services, not for a CLI download
+    from shared.db.slots import CounterSlots
 
 __all__ = ["LogsApiClient", "Ledger", "MetrikaError", "StageCallback"]
 
@@ -51,7 +54,11 @@ async def _report(on_stage: StageCallback | None, stage: str, fraction: float) -
 class LogsApiClient(MetrikaApi):
     """One counter's Logs API, configured by `Settings` (base URL, in-process retries, call timeout,
     polling). 429, 5xx, timeouts and connection errors are retried in process; past that they are raised
-    as retryable MetrikaErrors for the caller to schedule durably. Other 4xx raise at once."""
+    as retryable MetrikaErrors for the caller to schedule durably. Other 4xx raise at once.
+
+    With `slots`, every call holds one of the counter's LOGS_API_PARALLEL_PER_COUNTER slots shared by all
+    replicas while it is in flight (not during a retry's backoff); when they stay busy for
+    COUNTER_SLOT_WAIT_S the call raises a retryable MetrikaError of type COUNTER_BUSY at once."""
 
     api = "logs"
 
@@ -63,6 +70,7 @@ class LogsApiClient(MetrikaApi):
         counter: int,
         *,
         chunk_size: int = 1 << 20,
+        slots: CounterSlots | None = None,
     ) -> None:
         super().__init__(
             session,
@@ -76,6 +84,7 @@ class LogsApiClient(MetrikaApi):
         self.poll_initial_s, self.poll_max_s = settings.logs_poll_initial_s, settings.logs_poll_max_s
         self.prepare_timeout_s = settings.logs_poll_timeout_s
         self.chunk_size = chunk_size
+        self._slots = slots
         self._window = request_window(settings.metrika_api_url, settings.logs_api_rps)
         # a part streams for as long as it takes; only a stalled read or connect times out
         timeout_s = settings.metrika_timeout_s
@@ -90,9 +99,22 @@ class LogsApiClient(MetrikaApi):
         timeout: aiohttp.ClientTimeout | None = None,
         **kwargs: Any,
     ) -> T | Any:
-        """Every call (retries too) starts within the Logs API's requests-per-second quota."""
-        await self._window.wait()
-        return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        """Every call (retries too) holds one of the counter's slots and starts within the Logs API's
+        requests-per-second quota."""
+        if self._slots is None:
+            await self._window.wait()
+            return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        from shared.db.slots import LOGS_API, SlotsBusy
+
+        try:
+            async with self._slots.hold(LOGS_API, self.counter):
+                await self._window.wait()
+                return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        except SlotsBusy as exc:
+            context = f"{method} {path.split('?', 1)[0]}"
+            raise MetrikaError(
+                f"{exc} (LOGS_API_PARALLEL_PER_COUNTER)", error_type=COUNTER_BUSY, context=context
+            ) from None
 
     async def _json(
         self, method: str, path: str, key: str = "log_request", params: dict[str, str] | None = None

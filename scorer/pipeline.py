@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the Logs API client (and aiohttp) load only for a download:
     import pandas as pd
 
     from scorer.logs_api import Ledger, LogsApiClient
+    from shared.db.slots import CounterSlots
 
 
 @dataclass(frozen=True)
@@ -85,13 +86,14 @@ async def run(
     report: Callable[[int, str], Awaitable[None]],
     executor: Executor | None = None,
     ledger: Ledger | None = None,
+    slots: CounterSlots | None = None,
 ) -> Outcome:
     """Download a day into `dest` (emptied first: a crashed run may have left parts there), score it, and
-    always remove `dest` afterwards."""
+    always remove `dest` afterwards. With `slots`, the Logs API calls hold the counter's shared slots."""
     from scorer.logs_api import LogsApiClient
 
     progress = Progress(report)
-    client = LogsApiClient(session, settings, token, counter)
+    client = LogsApiClient(session, settings, token, counter, slots=slots)
     await remove_dir(dest)
     dest.mkdir(parents=True)
     try:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -12,6 +14,8 @@ import asyncpg
 
 from shared import metrika
 from shared.crypto import TokenCipher
+from shared.db.slots import UPLOADS, CounterSlots, SlotsBusy
+from shared.metrika import COUNTER_BUSY, MetrikaError
 from shared.settings import Settings
 from uploader.metrika import ConversionsApi
 
@@ -25,7 +29,9 @@ class Deps:
     session: aiohttp.ClientSession
     cipher: TokenCipher
     settings: Settings
-    # calls to Metrika in flight per counter, in the uploader and the poller (Yandex allows 3 per user)
+    # batches being uploaded and status queries in flight per counter, in every uploader replica and its
+    # poller (Yandex allows 3 parallel requests per user); None: counted in this process only
+    slots: CounterSlots | None = None
     _per_counter: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     _goals: dict[tuple[int, bytes], tuple[float, set[str]]] = field(default_factory=dict)
     _goal_locks: defaultdict[tuple[int, bytes], asyncio.Lock] = field(
@@ -43,10 +49,21 @@ class Deps:
             timeout_s=self.settings.metrika_timeout_s,
         )
 
-    def counter_slot(self, counter: int) -> asyncio.Semaphore:
-        if counter not in self._per_counter:
-            self._per_counter[counter] = asyncio.Semaphore(self.settings.counter_concurrency)
-        return self._per_counter[counter]
+    @contextlib.asynccontextmanager
+    async def counter_slot(self, counter: int) -> AsyncIterator[None]:
+        """One of the counter's COUNTER_CONCURRENCY slots for the block; a retryable MetrikaError of
+        type COUNTER_BUSY once they stayed busy for COUNTER_SLOT_WAIT_S (the caller retries durably)."""
+        if self.slots is None:
+            if counter not in self._per_counter:
+                self._per_counter[counter] = asyncio.Semaphore(self.settings.counter_concurrency)
+            async with self._per_counter[counter]:
+                yield
+            return
+        try:
+            async with self.slots.hold(UPLOADS, counter):
+                yield
+        except SlotsBusy as exc:
+            raise MetrikaError(f"{exc} (COUNTER_CONCURRENCY)", error_type=COUNTER_BUSY) from None
 
     async def goal_targets(self, client: ConversionsApi, token_enc: bytes, wanted: set[str]) -> set[str]:
         """The counter's goal targets, asked once per GOALS_TTL_S and counter (and token), and again at
