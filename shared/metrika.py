@@ -23,6 +23,9 @@ Handle = Callable[[aiohttp.ClientResponse], Awaitable[T]]
 # the error_type of "every slot of this counter stayed busy" (shared/db/slots.py): retryable, but durably
 # (the work is given back), never by waiting again in process
 COUNTER_BUSY = "counter_busy"
+# the error_type of "the log request is still being prepared": the task gives its turn back and polls the
+# same request again on its next attempt (scorer/logs_api.py PrepareHold)
+PREPARING = "preparing"
 
 
 class MetrikaError(Exception):

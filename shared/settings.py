@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     logs_poll_initial_s: float = 2.0
     logs_poll_max_s: float = 60.0
     logs_poll_timeout_s: float = 6 * 3600.0
+    # a scorer polls a log request still being prepared (a huge day) for this long, then gives the task's
+    # turn back: the request is kept, and the task polls it again after LOGS_POLL_MAX_S (0: never)
+    logs_prepare_hold_s: float = 30.0
     # Yandex's Logs API quota: requests per second per IP; a scorer paces its calls under it (0: no pacing)
     logs_api_rps: int = 10
     # Logs API calls in flight per counter, across every scorer replica (Yandex allows 3 parallel requests

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 
-from sandbox.app import FAULTS, REQUEST_LOG
+from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG
 from sandbox.simulator import VISIT_FIELDS
 from scorer.logs_api import LogsApiClient
 from scorer.main import main as scorer_main
@@ -229,3 +230,41 @@ async def _status_is(pool, task_id: uuid.UUID, status: str) -> bool:
     row = await _row(pool, task_id)
     assert row["status"] != "failed", row
     return row["status"] == status
+
+
+async def test_a_day_still_being_prepared_gives_its_turn_back_and_keeps_its_log_requests(
+    gateway, settings, sandbox, pool, run_service
+):
+    faults = sandbox.app[FAULTS]
+    faults.never_prepare([778, 779])
+    faults.add(r"/counter/777/", 429, times=None)
+    broken = [await _task(gateway, counter) for counter in (778, 779, 777)]
+    await wait_for(lambda: outbox_drained(pool), what="the broken counters' tasks queued")
+    healthy = await _task(gateway, HEALTHY)
+    # a scorer working on ONE task at a time: only giving turns back lets the healthy task through
+    run_service(scorer_main, override(calm(settings), scorer_concurrency=1, logs_prepare_hold_s=0.5))
+
+    await wait_for(lambda: _status_is(pool, healthy, "completed"), timeout=60, what="the healthy task")
+    for task_id in broken[:2]:
+        await wait_for(functools.partial(_attempts_at, pool, task_id, 2), timeout=30, what="a 2nd attempt")
+        row = await _row(pool, task_id)
+        assert row["status"] in ("pending", "running") and "still created" in row["last_error"], row
+    store = sandbox.app[LOG_REQUESTS]
+    for counter in (778, 779):
+        # across its attempts the task polls the same two requests (visits, hits): none canceled or new
+        assert [r.status for r in store.for_counter(counter)] == ["created", "created"]
+    kept = "SELECT count(*) FROM log_requests WHERE task_id = $1 AND kept AND released_at IS NULL"
+    assert [await pool.fetchval(kept, task_id) for task_id in broken[:2]] == [2, 2]
+
+    # Yandex finishes preparing: the tasks complete on their kept requests, which are then cleaned
+    faults.never_prepared.clear()
+    for task_id in broken[:2]:
+        done = functools.partial(_status_is, pool, task_id, "completed")
+        await wait_for(done, timeout=60, what="a kept day scored")
+    for counter in (778, 779):
+        assert [r.status for r in store.for_counter(counter)] == ["cleaned_by_user"] * 2
+    assert (await _row(pool, broken[2]))["status"] in ("pending", "running")
+
+
+async def _attempts_at(pool, task_id: uuid.UUID, n: int) -> bool:
+    return (await _row(pool, task_id))["attempts"] >= n

@@ -322,3 +322,7 @@ CREATE TABLE IF NOT EXISTS notifications (
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS notifications_subject ON notifications (subject_id, id);
+
+-- issue 12: fair sharing. A log request still being prepared when its task gave its turn back is kept
+-- (not canceled) for the task's next attempt; the sweeper leaves the kept requests of a pending task alone
+ALTER TABLE log_requests ADD COLUMN IF NOT EXISTS kept boolean NOT NULL DEFAULT false;
