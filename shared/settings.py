@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     sweep_max_requeues: int = 10
     # a scorer renews the lease of the task it runs; a task whose lease lapsed is re-queued
     task_lease_s: float = 60.0
-    # uploader: status queries in flight at once, in all; batches being uploaded and status queries in
+    # uploader: status queries in flight at once, in all; uploads (and goal lookups) and status queries in
     # flight per counter across every uploader replica (Yandex allows 3 parallel requests per user; held in
     # Postgres; 0: no limit); a file past upload_processing_timeout_s is reported and then checked every
     # upload_slow_poll_s, and corrected if Metrika finishes later

@@ -29,7 +29,7 @@ class Deps:
     session: aiohttp.ClientSession
     cipher: TokenCipher
     settings: Settings
-    # batches being uploaded and status queries in flight per counter, in every uploader replica and its
+    # uploads, goal lookups and status queries in flight per counter, in every uploader replica and its
     # poller (Yandex allows 3 parallel requests per user); None: counted in this process only
     slots: CounterSlots | None = None
     _per_counter: dict[int, asyncio.Semaphore] = field(default_factory=dict)
@@ -73,7 +73,8 @@ class Deps:
             cached = self._goals.get(key)
             if cached is not None and time.monotonic() - cached[0] < GOALS_TTL_S and wanted <= cached[1]:
                 return cached[1]
-            targets = await client.goal_targets()
+            async with self.counter_slot(client.counter):
+                targets = await client.goal_targets()
             self._goals[key] = (time.monotonic(), targets)
             return targets
 
