@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sandbox.app import FAULTS, LOG_REQUESTS, REQUEST_LOG
+from sandbox.app import CONVERSIONS, FAULTS, LOG_REQUESTS, REQUEST_LOG, VISITORS
 from sandbox.simulator import VISIT_FIELDS
 from scorer.logs_api import LogsApiClient
 from scorer.main import main as scorer_main
@@ -23,6 +23,7 @@ from shared.settings import Settings
 from tests.conftest import outbox_drained, override, wait_for
 from tests.test_scoring_flow import calm
 from uploader.deps import Deps
+from uploader.main import main as uploader_main
 
 DAY = dt.date.today() - dt.timedelta(days=2)
 HEALTHY = 4242
@@ -268,3 +269,56 @@ async def test_a_day_still_being_prepared_gives_its_turn_back_and_keeps_its_log_
 
 async def _attempts_at(pool, task_id: uuid.UUID, n: int) -> bool:
     return (await _row(pool, task_id))["attempts"] >= n
+
+
+async def test_an_upload_whose_counter_slots_stay_busy_waits_durably_and_another_counter_goes_on(
+    gateway, settings, sandbox, run_service
+):
+    busy, other = 7381, 7382
+    sandbox.app[VISITORS].register(busy, ["901"])
+    sandbox.app[VISITORS].register(other, ["902"])
+    other_uploader = CounterSlots(settings.database_url, {UPLOADS: 3}, wait_s=1)
+    held = [other_uploader.hold(UPLOADS, busy) for _ in range(3)]  # another replica uses them all
+    try:
+        for slot in held:
+            await slot.__aenter__()
+        run_service(uploader_main, override(settings, counter_slot_wait_s=0.3))
+        waiting = await _single(gateway, "901", busy)
+        fine = await _single(gateway, "902", other)
+        assert (await _upload_final(gateway, fine))["status"] == "processed"
+
+        async def deferred():
+            body = await _upload_status(gateway, waiting)
+            return body if body["attempts"] >= 1 and COUNTER_BUSY in (body["last_error"] or "") else None
+
+        body = await wait_for(deferred, timeout=30, what="the busy counter's upload deferred")
+        assert body["status"] == "pending" and body["next_attempt_at"] is not None, body
+        assert not sandbox.app[CONVERSIONS].lines_for(busy)
+        for slot in held:
+            await slot.__aexit__(None, None, None)
+        assert (await _upload_final(gateway, waiting))["status"] == "processed"
+        assert [line.row["ClientId"] for line in sandbox.app[CONVERSIONS].lines_for(busy)] == ["901"]
+    finally:
+        await other_uploader.close()
+
+
+async def _single(gateway, client_id: str, counter: int) -> str:
+    hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    body = {"client_id": client_id, "target": "purchase", "date_time": hour_ago, "counter": counter}
+    resp = await gateway.post("/conversions/single", json={**body, "token": TOKEN})
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["upload_id"])
+
+
+async def _upload_status(gateway, upload_id: str) -> Any:
+    resp = await gateway.get(f"/conversions/{upload_id}/status")
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def _upload_final(gateway, upload_id: str) -> Any:
+    async def done():
+        body = await _upload_status(gateway, upload_id)
+        return body if body["status"] in ("processed", "error") else None
+
+    return await wait_for(done, timeout=60, interval=0.05, what="the upload's final state")
