@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     # per user; held in Postgres, shared/db/slots.py; 0: no limit)
     logs_api_parallel_per_counter: int = 3
     # tasks a scorer works on at once (its prefetch): a slow or broken counter's task holds one of them,
-    # the others go on; downloads and polls overlap, the CPU-bound scoring runs one task at a time
-    scorer_concurrency: int = 6
+    # the others go on; downloads and polls overlap, the CPU-bound scoring runs one task at a time (a
+    # replica takes up to this many queued tasks at once: higher hoards work other replicas could do)
+    scorer_concurrency: int = 4
     # uploader: Metrika takes up to ~2 h to process an upload
     upload_poll_s: float = 30.0
     upload_processing_timeout_s: float = 24 * 3600.0
