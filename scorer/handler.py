@@ -149,6 +149,7 @@ async def _score(task_id: uuid.UUID, deps: Deps) -> None:
         await tasks.set_progress(deps.pool, task_id, percent, message)
 
     async with heartbeat(deps.pool, task_id, settings.task_lease_s):
+        ledger = TaskLedger(deps.pool, task_id, task["counter"])  # also keeps requests across attempts
         try:
             await release_leftovers(deps, task_id, task["token_enc"])
             outcome = await pipeline.run(
@@ -161,9 +162,9 @@ async def _score(task_id: uuid.UUID, deps: Deps) -> None:
                 deps.task_dir(task_id),
                 report,
                 deps.executor,
-                TaskLedger(deps.pool, task_id, task["counter"]),
+                ledger,
                 deps.slots,
-                TaskLedger(deps.pool, task_id, task["counter"]),
+                ledger,
             )
         except MetrikaError as exc:
             await _metrika_failed(deps, task, exc)

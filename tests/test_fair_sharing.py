@@ -63,10 +63,22 @@ async def test_slots_are_shared_by_processes_and_freed_with_a_connection(two_slo
                 pass
         async with second.hold(LOGS_API, 2, wait_s=0.3), second.hold(UPLOADS, 1, wait_s=0.3):
             pass
+        # a caller cancelled while it waits takes nothing with it
+        waiters = [asyncio.create_task(_enter(second, LOGS_API, 1)) for _ in range(5)]
+        await asyncio.sleep(0.3)
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        assert second.held(LOGS_API, 1) == 0
         # the first process is gone (its connection closes): Postgres frees its slots
         await first.close()
         async with second.hold(LOGS_API, 1, wait_s=0.3):
             assert second.held(LOGS_API, 1) == 1
+
+
+async def _enter(slots: CounterSlots, kind: str, counter: int) -> None:
+    async with slots.hold(kind, counter):
+        await asyncio.sleep(60)
 
 
 async def test_logs_api_calls_of_one_counter_never_exceed_the_limit_across_processes(

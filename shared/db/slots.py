@@ -62,6 +62,7 @@ class CounterSlots:
         # the slots this process holds, per (kind, counter), on the connection of generation _generation
         self._held: defaultdict[tuple[str, int], set[int]] = defaultdict(set)
         self._generation = 0
+        self._returning: set[asyncio.Future[None]] = set()  # slots given back after their taker was cancelled
 
     @contextlib.asynccontextmanager
     async def hold(self, kind: str, counter: int, wait_s: float | None = None) -> AsyncIterator[None]:
@@ -80,7 +81,7 @@ class CounterSlots:
         except TimeoutError:
             raise SlotsBusy(kind, counter, limit, wait) from None
         try:
-            while (taken := await self._take(kind, counter, limit)) is None:
+            while (taken := await self._take_shielded(kind, counter, limit)) is None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise SlotsBusy(kind, counter, limit, wait)
@@ -102,6 +103,22 @@ class CounterSlots:
                 with contextlib.suppress(Exception):
                     await self._conn.close()
             self._forget()
+
+    async def _take_shielded(self, kind: str, counter: int, limit: int) -> tuple[int, int] | None:
+        """`_take`, finished even if the caller is cancelled meanwhile: a slot Postgres granted to a caller
+        that is gone is given back, never left held for the life of the connection."""
+        take = asyncio.ensure_future(self._take(kind, counter, limit))
+        try:
+            return await asyncio.shield(take)
+        except asyncio.CancelledError:
+            take.add_done_callback(lambda done: self._give_back_later(kind, counter, done))
+            raise
+
+    def _give_back_later(self, kind: str, counter: int, take: asyncio.Future[tuple[int, int] | None]) -> None:
+        if not take.cancelled() and take.exception() is None and (taken := take.result()) is not None:
+            give_back = asyncio.ensure_future(self._give_back(kind, counter, *taken))
+            self._returning.add(give_back)
+            give_back.add_done_callback(self._returning.discard)
 
     async def _take(self, kind: str, counter: int, limit: int) -> tuple[int, int] | None:
         """A free slot taken now (its index, and the connection generation that holds it), or None."""
