@@ -15,6 +15,7 @@ from scorer.sweeper import Sweeper
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.db.slots import LOGS_API, CounterSlots
 from shared.notify import Sender
 from shared.schemas import ScoreTask
 from shared.settings import SCORER_METRICS_PORT, Settings
@@ -28,7 +29,13 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
-    pool = await db.create_pool(settings.database_url)
+    # each task in hand holds a connection for its lock and borrows one now and then for its progress
+    pool = await db.create_pool(settings.database_url, max_size=settings.scorer_concurrency + 4)
+    slots = CounterSlots(
+        settings.database_url,
+        {LOGS_API: settings.logs_api_parallel_per_counter},
+        settings.counter_slot_wait_s,
+    )
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
     # pandas/numpy release the GIL for most of the work; one thread keeps the loop free for progress updates
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
@@ -46,6 +53,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 models=models,
                 settings=settings,
                 executor=executor,
+                slots=slots,
             )
             sweeper = asyncio.create_task(Sweeper(deps, connection, topology).run(stop), name="sweeper")
             sender = asyncio.create_task(Sender(pool, settings).run(stop), name="notifications")
@@ -58,7 +66,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                     ScoreTask,
                     functools.partial(handle_score_task, deps=deps),
                     stop,
-                    prefetch=settings.prefetch_count,
+                    prefetch=settings.scorer_concurrency,
                     grace_s=settings.shutdown_grace_s,
                     retry=RetryPolicy.from_settings(settings),
                 )
@@ -67,5 +75,6 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.gather(sweeper, sender)
     finally:
         await connection.close()
+        await slots.close()
         await pool.close()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -383,3 +383,7 @@ CREATE INDEX IF NOT EXISTS conversions_visit ON conversions (visit_id, target) W
 -- a bulk batch made in the request holds what its rows are to be made of ({target, zone, max_age_days,
 -- reason, tasks}) until the uploader makes them, in one INSERT ... SELECT (shared/db/bulk.py)
 ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;
+
+-- issue 12: fair sharing. A log request still being prepared when its task gave its turn back is kept
+-- (not canceled) for the task's next attempt; the sweeper leaves the kept requests of a pending task alone
+ALTER TABLE log_requests ADD COLUMN IF NOT EXISTS kept boolean NOT NULL DEFAULT false;
