@@ -36,7 +36,11 @@ async def add_fault(request: web.Request) -> web.Response:
     "error_type": null, "message": null, "after": false}`` (``after``: the real handler runs first)
     and/or ``{"processing_failed": n}`` and/or
     ``{"linkage_failure": n}`` (the next n conversion uploads end as LINKAGE_FAILURE) and/or
-    ``{"evaluation": {"possible": false, "max_possible_day_quantity": -6}, "times": 1}``."""
+    ``{"evaluation": {"possible": false, "max_possible_day_quantity": -6}, "times": 1}`` and/or
+    ``{"never_prepared": [counter, ...]}`` (those counters' log requests stay ``created`` until the faults
+    are cleared: a day that never finishes preparing). A fault for one counter is an HTTP fault on its
+    path: ``{"path": "/counter/777/", "status": 429, "times": null}`` (always 429), or ``"status": 403,
+    "error_type": "invalid_token", "message": "Invalid oauth_token"`` (a token refused for that counter)."""
     body = await json_object(request)
     faults = request.app[FAULTS]
     try:
@@ -55,6 +59,8 @@ async def add_fault(request: web.Request) -> web.Response:
             faults.fail_processing(int(body["processing_failed"]))
         if "linkage_failure" in body:
             faults.fail_linkage(int(body["linkage_failure"]))
+        if "never_prepared" in body:
+            faults.never_prepare(int(c) for c in body["never_prepared"])
         if "evaluation" in body:
             evaluation = body["evaluation"]
             times = body.get("times", 1)
@@ -81,10 +87,14 @@ async def clear_faults(request: web.Request) -> web.Response:
 
 @routes.get("/sandbox/requests")
 async def list_requests(request: web.Request) -> web.Response:
-    return web.json_response({"requests": request.app[REQUEST_LOG].to_json()})
+    """The requests received, and per counter the requests in flight now and at most so far."""
+    log = request.app[REQUEST_LOG]
+    return web.json_response({"requests": log.to_json(), **log.in_flight_json()})
 
 
 @routes.delete("/sandbox/requests")
 async def clear_requests(request: web.Request) -> web.Response:
-    request.app[REQUEST_LOG].clear()
-    return web.json_response({"requests": []})
+    """Forget the requests; each counter's high-water mark starts again from what is in flight now."""
+    log = request.app[REQUEST_LOG]
+    log.clear()
+    return web.json_response({"requests": [], **log.in_flight_json()})

@@ -1,11 +1,13 @@
-"""Fault injection: failing or slow responses, failed log processing, forced evaluate answers,
-conversion uploads forced to end as ``LINKAGE_FAILURE``."""
+"""Fault injection: failing or slow responses (any path, so also one counter's), failed log processing,
+counters whose log requests never finish preparing, forced evaluate answers, conversion uploads forced to
+end as ``LINKAGE_FAILURE``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,7 @@ class Faults:
         self.linkage_failures = 0
         self.evaluation: dict[str, Any] | None = None
         self.evaluation_times: int | None = None
+        self.never_prepared: set[int] = set()
 
     def add(
         self,
@@ -104,6 +107,10 @@ class Faults:
         """The next ``count`` created log requests end as ``processing_failed``."""
         self.processing_failures += count
 
+    def never_prepare(self, counters: Iterable[int]) -> None:
+        """Log requests of these counters stay ``created`` (a huge day) until the faults are cleared."""
+        self.never_prepared.update(counters)
+
     def fail_linkage(self, count: int = 1) -> None:
         """The next ``count`` offline-conversion uploads end as ``LINKAGE_FAILURE`` (nothing links)."""
         self.linkage_failures += count
@@ -119,6 +126,7 @@ class Faults:
         self.linkage_failures = 0
         self.evaluation = None
         self.evaluation_times = None
+        self.never_prepared.clear()
 
     def take(self, method: str, path: str) -> Fault | None:
         for fault in self.http:
@@ -158,6 +166,7 @@ class Faults:
             "linkage_failure": self.linkage_failures,
             "evaluation": self.evaluation,
             "evaluation_times": self.evaluation_times,
+            "never_prepared": sorted(self.never_prepared),
         }
 
 

@@ -236,6 +236,8 @@ class LogRequestStore:
         """Move a ``created`` request on once ``processing_seconds`` have passed."""
         if request.status != "created" or self.clock() - request.created_at < self.config.processing_seconds:
             return
+        if request.counter_id in self.faults.never_prepared:
+            return
         async with request.lock:
             if request.status != "created":
                 return

@@ -20,8 +20,9 @@ from scorer.logs_api import LogsApiClient
 from scorer.model import Models
 from shared import broker, metrika
 from shared.crypto import TokenCipher
-from shared.db import locks, tasks
-from shared.metrika import MetrikaError
+from shared.db import locks, log_requests, tasks
+from shared.db.slots import CounterSlots
+from shared.metrika import PREPARING, MetrikaError
 from shared.relay import OutboxRelay
 from shared.schemas import ScoreTask
 from shared.settings import Settings
@@ -40,6 +41,8 @@ class Deps:
     models: Models
     settings: Settings
     executor: Executor | None
+    # the counters' Logs API slots, shared by every replica (None: no limit, as in some tests)
+    slots: CounterSlots | None = None
     # publishes the message of a backfill's next day, which a day's finishing statement wrote to the
     # outbox (without one, the gateway's outbox sweep does, a few seconds later)
     relay: OutboxRelay | None = None
@@ -54,11 +57,13 @@ class Deps:
         return self.work_dir / str(task_id)
 
     def client(self, token_enc: bytes, counter: int) -> LogsApiClient:
-        return LogsApiClient(self.session, self.settings, self.cipher.decrypt(token_enc), counter)
+        token = self.cipher.decrypt(token_enc)
+        return LogsApiClient(self.session, self.settings, token, counter, slots=self.slots)
 
 
 class TaskLedger:
-    """Records a task's Logs API requests in Postgres (scorer.logs_api.Ledger)."""
+    """Records a task's Logs API requests in Postgres, and keeps those still being prepared across its
+    attempts (scorer.logs_api.Ledger and Keeper)."""
 
     def __init__(self, pool: asyncpg.Pool, task_id: uuid.UUID, counter: int) -> None:
         self.pool, self.task_id, self.counter = pool, task_id, counter
@@ -68,6 +73,12 @@ class TaskLedger:
 
     async def released(self, request_id: str) -> None:
         await tasks.release_log_request(self.pool, self.counter, request_id)
+
+    async def resumable(self, source: str) -> tuple[str, float] | None:
+        return await log_requests.resumable(self.pool, self.task_id, source)
+
+    async def kept(self, request_id: str) -> None:
+        await log_requests.keep(self.pool, self.counter, request_id)
 
 
 async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
@@ -81,11 +92,18 @@ async def handle_score_task(body: ScoreTask, deps: Deps) -> None:
     logger.info("task %s is being scored elsewhere; dropping this duplicate message", body.task_id)
 
 
-async def release_leftovers(deps: Deps, task_id: uuid.UUID, token_enc: bytes) -> int:
+async def release_leftovers(
+    deps: Deps, task_id: uuid.UUID, token_enc: bytes, *, keep_kept: bool = True
+) -> int:
     """Cancel or clean the Logs API requests an earlier run of the task left behind (it crashed, or Yandex
-    was away when it tried); the caller holds the task's lock. Returns how many are still left."""
+    was away when it tried), but with `keep_kept` not the newest kept one of each source (the task goes on
+    with it); the caller holds the task's lock. Returns how many are still left."""
     left = 0
-    for row in await tasks.unreleased_log_requests(deps.pool, task_id):
+    rows = await log_requests.unreleased(deps.pool, task_id)
+    newest_kept = {row["source"]: row["request_id"] for row in rows if row["kept"]}  # rows oldest first
+    for row in rows:
+        if keep_kept and newest_kept.get(row["source"]) == row["request_id"]:
+            continue
         if await deps.client(token_enc, row["counter"]).release(row["request_id"]):
             await tasks.release_log_request(deps.pool, row["counter"], row["request_id"])
             logger.info("task %s: released log request %s of an earlier run", task_id, row["request_id"])
@@ -155,6 +173,7 @@ async def _run(task: asyncpg.Record, deps: Deps) -> None:
         await tasks.set_progress(deps.pool, task_id, percent, message)
 
     async with heartbeat(deps.pool, task_id, settings.task_lease_s):
+        ledger = TaskLedger(deps.pool, task_id, task["counter"])  # also keeps requests across attempts
         try:
             await release_leftovers(deps, task_id, task["token_enc"])
             outcome = await pipeline.run(
@@ -167,7 +186,9 @@ async def _run(task: asyncpg.Record, deps: Deps) -> None:
                 deps.task_dir(task_id),
                 report,
                 deps.executor,
-                TaskLedger(deps.pool, task_id, task["counter"]),
+                ledger,
+                deps.slots,
+                ledger,
             )
         except MetrikaError as exc:
             await _metrika_failed(deps, task, exc)
@@ -205,7 +226,12 @@ async def _run(task: asyncpg.Record, deps: Deps) -> None:
 
 
 async def _metrika_failed(deps: Deps, task: asyncpg.Record, exc: MetrikaError) -> None:
-    if exc.retryable:
+    if exc.error_type == PREPARING:
+        # a huge day: the turn goes to other work, and the kept requests are polled again after a while
+        await _retry_later(
+            deps, task, str(exc), None, delay=deps.settings.logs_poll_max_s, message="waiting for Yandex"
+        )
+    elif exc.retryable:
         await _retry_later(deps, task, str(exc), exc.retry_after)
     else:
         # Yandex said no: a finished, failed task with Yandex's own words, not a poison message
@@ -213,16 +239,27 @@ async def _metrika_failed(deps: Deps, task: asyncpg.Record, exc: MetrikaError) -
         await tasks.fail(deps.pool, task["id"], str(exc), "Logs API error")
 
 
-async def _retry_later(deps: Deps, task: asyncpg.Record, error: str, retry_after: float | None) -> None:
-    """Back to pending with the next attempt time in Postgres (the sweeper re-queues it then), or failed
-    once the task has been retrying for RETRY_HORIZON_S."""
+async def _retry_later(
+    deps: Deps,
+    task: asyncpg.Record,
+    error: str,
+    retry_after: float | None,
+    *,
+    delay: float | None = None,
+    message: str = "waiting to retry",
+) -> None:
+    """Back to pending with the next attempt time in Postgres (the sweeper re-queues it then) after
+    `delay` (default: the backoff of its attempts), or failed once the task has been retrying for
+    RETRY_HORIZON_S."""
     settings = deps.settings
-    delay = metrika.backoff_s(
-        task["attempts"], base_s=settings.retry_base_s, max_s=settings.retry_max_s, retry_after=retry_after
-    )
-    when = await tasks.retry_later(
-        deps.pool, task["id"], delay, error, "waiting to retry", settings.retry_horizon_s
-    )
+    if delay is None:
+        delay = metrika.backoff_s(
+            task["attempts"],
+            base_s=settings.retry_base_s,
+            max_s=settings.retry_max_s,
+            retry_after=retry_after,
+        )
+    when = await tasks.retry_later(deps.pool, task["id"], delay, error, message, settings.retry_horizon_s)
     if when is not None:
         logger.warning("task %s: %s; next attempt at %s", task["id"], error, when.isoformat())
         return

@@ -9,17 +9,21 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 
 from shared import metrics
-from shared.metrika import Handle, MetrikaApi, MetrikaError, T
+from shared.metrika import COUNTER_BUSY, PREPARING, Handle, MetrikaApi, MetrikaError, T
 from shared.settings import Settings
 
-__all__ = ["LogsApiClient", "Ledger", "MetrikaError", "StageCallback"]
+if TYPE_CHECKING:  # asyncpg loads only in the services, not for a CLI download
+    from shared.db.slots import CounterSlots
+
+__all__ = ["Keeper", "Ledger", "LogsApiClient", "MetrikaError", "PrepareHold", "StageCallback"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,28 @@ class Ledger(Protocol):
     async def released(self, request_id: str) -> None: ...
 
 
+class Keeper(Protocol):
+    """Where a task keeps the log requests still being prepared when it gives its turn back, so that its
+    next attempt (in any replica) goes on with them instead of asking Yandex to start again."""
+
+    async def resumable(self, source: str) -> tuple[str, float] | None:
+        """The kept request of `source` (its id, and its age in seconds), if there is one."""
+        ...
+
+    async def kept(self, request_id: str) -> None: ...
+
+
+@dataclass
+class PrepareHold:
+    """One attempt polls requests still being prepared until `until` (the event loop's clock); then it
+    gives its turn back with a retryable MetrikaError of type PREPARING, `yielded` is set, and the
+    requests of the attempt (both sources') are kept by `keeper` rather than released."""
+
+    keeper: Keeper
+    until: float
+    yielded: bool = False
+
+
 async def _report(on_stage: StageCallback | None, stage: str, fraction: float) -> None:
     if on_stage is not None:
         result = on_stage(stage, min(max(fraction, 0.0), 1.0))
@@ -51,7 +77,11 @@ async def _report(on_stage: StageCallback | None, stage: str, fraction: float) -
 class LogsApiClient(MetrikaApi):
     """One counter's Logs API, configured by `Settings` (base URL, in-process retries, call timeout,
     polling). 429, 5xx, timeouts and connection errors are retried in process; past that they are raised
-    as retryable MetrikaErrors for the caller to schedule durably. Other 4xx raise at once."""
+    as retryable MetrikaErrors for the caller to schedule durably. Other 4xx raise at once.
+
+    With `slots`, every call holds one of the counter's LOGS_API_PARALLEL_PER_COUNTER slots shared by all
+    replicas while it is in flight (not during a retry's backoff); when they stay busy for
+    COUNTER_SLOT_WAIT_S the call raises a retryable MetrikaError of type COUNTER_BUSY at once."""
 
     api = "logs"
 
@@ -63,6 +93,7 @@ class LogsApiClient(MetrikaApi):
         counter: int,
         *,
         chunk_size: int = 1 << 20,
+        slots: CounterSlots | None = None,
     ) -> None:
         super().__init__(
             session,
@@ -76,6 +107,7 @@ class LogsApiClient(MetrikaApi):
         self.poll_initial_s, self.poll_max_s = settings.logs_poll_initial_s, settings.logs_poll_max_s
         self.prepare_timeout_s = settings.logs_poll_timeout_s
         self.chunk_size = chunk_size
+        self._slots = slots
         self._window = request_window(settings.metrika_api_url, settings.logs_api_rps)
         # a part streams for as long as it takes; only a stalled read or connect times out
         timeout_s = settings.metrika_timeout_s
@@ -90,9 +122,22 @@ class LogsApiClient(MetrikaApi):
         timeout: aiohttp.ClientTimeout | None = None,
         **kwargs: Any,
     ) -> T | Any:
-        """Every call (retries too) starts within the Logs API's requests-per-second quota."""
-        await self._window.wait()
-        return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        """Every call (retries too) holds one of the counter's slots and starts within the Logs API's
+        requests-per-second quota."""
+        if self._slots is None:
+            await self._window.wait()
+            return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        from shared.db.slots import LOGS_API, SlotsBusy
+
+        try:
+            async with self._slots.hold(LOGS_API, self.counter):
+                await self._window.wait()
+                return await super().send(method, path, handle, timeout=timeout, **kwargs)
+        except SlotsBusy as exc:
+            context = f"{method} {path.split('?', 1)[0]}"
+            raise MetrikaError(
+                f"{exc} (LOGS_API_PARALLEL_PER_COUNTER)", error_type=COUNTER_BUSY, context=context
+            ) from None
 
     async def _json(
         self, method: str, path: str, key: str = "log_request", params: dict[str, str] | None = None
@@ -130,14 +175,67 @@ class LogsApiClient(MetrikaApi):
         dest: Path,
         on_stage: StageCallback | None = None,
         ledger: Ledger | None = None,
+        hold: PrepareHold | None = None,
     ) -> list[Path]:
         """Export one day of `source` into `dest/{source}_{n}.tsv` (TabSeparatedWithNames per part).
 
         The log request is always cleaned (or canceled while still `created`) afterwards, also on errors
-        and cancellation; `ledger` hears of its creation and release. Files of an earlier export with the
-        same names are replaced."""
+        and cancellation; `ledger` hears of its creation and release. With `hold`, a request kept by an
+        earlier attempt is taken up again, and one still being prepared when the hold ends is kept (see
+        PrepareHold). Files of an earlier export with the same names are replaced."""
         if source not in SOURCES or not fields:
             raise ValueError(f"source must be one of {sorted(SOURCES)} and fields non-empty, got {source!r}")
+        resumed = await self._resume(source, fields, hold, ledger)
+        if resumed is not None:
+            request_id, age_s = resumed
+        else:
+            request_id, age_s = await self._create(day, source, fields, on_stage, ledger), 0.0
+        status = "created"
+        try:
+            with metrics.LOGS_API_SECONDS.labels("prepare").time():
+                info = await self._wait(request_id, on_stage, age_s, hold)
+            status = "processed"
+            with metrics.LOGS_API_SECONDS.labels("download").time():
+                return await self._download_parts(request_id, info, source, dest, on_stage)
+        finally:
+            # shielded: a cancelled task still frees Yandex's storage (or keeps its request) before it goes
+            if hold is not None and hold.yielded:
+                await asyncio.shield(hold.keeper.kept(request_id))
+                logger.info("counter %s: log request %s kept for the next attempt", self.counter, request_id)
+            elif await asyncio.shield(self.release(request_id, status)) and ledger is not None:
+                await asyncio.shield(ledger.released(request_id))
+
+    async def _resume(
+        self, source: str, fields: Sequence[str], hold: PrepareHold | None, ledger: Ledger | None
+    ) -> tuple[str, float] | None:
+        """The request an earlier attempt kept for `source`, if Yandex still prepares or holds it for the
+        same fields (else it is released); its id and age."""
+        found = None if hold is None else await hold.keeper.resumable(source)
+        if found is None:
+            return None
+        request_id, age_s = found
+        try:
+            info = await self.info(request_id)
+        except MetrikaError as exc:
+            if exc.status not in (400, 404):
+                raise
+            info = {}
+        status = str(info.get("status"))
+        if status in ("created", "processed") and list(info.get("fields") or []) == list(fields):
+            logger.info("counter %s: log request %s (%s) taken up again", self.counter, request_id, status)
+            return request_id, age_s
+        if await self.release(request_id, status if info else "canceled") and ledger is not None:
+            await ledger.released(request_id)
+        return None
+
+    async def _create(
+        self,
+        day: date,
+        source: str,
+        fields: Sequence[str],
+        on_stage: StageCallback | None,
+        ledger: Ledger | None,
+    ) -> str:
         await _report(on_stage, "evaluate", 0.0)
         evaluation = await self.evaluate(day, source, fields)
         if not evaluation.get("possible", False):
@@ -154,17 +252,7 @@ class LogsApiClient(MetrikaApi):
         logger.info("counter %s: log request %s for %s %s created", self.counter, request_id, source, day)
         if ledger is not None:
             await ledger.created(request_id, source)
-        status = "created"
-        try:
-            with metrics.LOGS_API_SECONDS.labels("prepare").time():
-                info = await self._wait(request_id, on_stage)
-            status = "processed"
-            with metrics.LOGS_API_SECONDS.labels("download").time():
-                return await self._download_parts(request_id, info, source, dest, on_stage)
-        finally:
-            # shielded: a cancelled task still frees Yandex's storage before it goes
-            if await asyncio.shield(self.release(request_id, status)) and ledger is not None:
-                await asyncio.shield(ledger.released(request_id))
+        return request_id
 
     async def release(self, request_id: str, status: str | None = None) -> bool:
         """Free Yandex's storage: cancel a request still being prepared, clean a prepared one. `status` is
@@ -192,9 +280,16 @@ class LogsApiClient(MetrikaApi):
             logger.warning("log request %s left on Yandex's side for now (%s): %s", request_id, status, exc)
             return False
 
-    async def _wait(self, request_id: str, on_stage: StageCallback | None) -> dict[str, Any]:
+    async def _wait(
+        self,
+        request_id: str,
+        on_stage: StageCallback | None,
+        age_s: float = 0.0,
+        hold: PrepareHold | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the request is processed; it was created `age_s` ago (by an earlier attempt)."""
         loop = asyncio.get_running_loop()
-        started, delay = loop.time(), self.poll_initial_s
+        started, delay = loop.time() - age_s, self.poll_initial_s
         while True:
             await _report(on_stage, "prepare", (elapsed := loop.time() - started) / (elapsed + 60.0))
             info = await self.info(request_id)
@@ -214,6 +309,15 @@ class LogsApiClient(MetrikaApi):
                     error_type="timeout",
                     context="prepare",
                 )
+            if hold is not None:
+                if loop.time() >= hold.until or hold.yielded:
+                    hold.yielded = True
+                    raise MetrikaError(
+                        f"log request {request_id} still {status} after {loop.time() - started:.0f}s",
+                        error_type=PREPARING,
+                        context="prepare",
+                    )
+                remaining = min(remaining, hold.until - loop.time())
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 1.5, self.poll_max_s)
 

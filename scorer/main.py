@@ -15,6 +15,7 @@ from scorer.sweeper import Sweeper
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.db.slots import LOGS_API, CounterSlots
 from shared.notify import Sender
 from shared.relay import OutboxRelay
 from shared.schemas import ScoreTask
@@ -29,7 +30,14 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     models = model.load_models(settings.models_dir or None)  # refuse to start on a mismatched artifact
     topology = broker.Topology(settings.queue_prefix)
     await db.ensure_database(settings.database_url)
-    pool = await db.create_pool(settings.database_url)
+    # each task in hand holds a connection for its lock and borrows one now and then for its progress (one
+    # more: the outbox relay)
+    pool = await db.create_pool(settings.database_url, max_size=settings.scorer_concurrency + 5)
+    slots = CounterSlots(
+        settings.database_url,
+        {LOGS_API: settings.logs_api_parallel_per_counter},
+        settings.counter_slot_wait_s,
+    )
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} scorer")
     # the messages of backfills' next days (a finishing day's statement writes them to the outbox)
     relay = OutboxRelay(
@@ -55,6 +63,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 models=models,
                 settings=settings,
                 executor=executor,
+                slots=slots,
                 relay=relay,
             )
             await relay.try_connect()
@@ -70,7 +79,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                     ScoreTask,
                     functools.partial(handle_score_task, deps=deps),
                     stop,
-                    prefetch=settings.prefetch_count,
+                    prefetch=settings.scorer_concurrency,
                     grace_s=settings.shutdown_grace_s,
                     retry=RetryPolicy.from_settings(settings),
                 )
@@ -80,5 +89,6 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         await relay.close()
         await connection.close()
+        await slots.close()
         await pool.close()
         executor.shutdown(wait=False, cancel_futures=True)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:  # the Logs API client (and aiohttp) load only for a download:
     import aiohttp
     import pandas as pd
 
-    from scorer.logs_api import Ledger, LogsApiClient
+    from scorer.logs_api import Keeper, Ledger, LogsApiClient, PrepareHold
+    from shared.db.slots import CounterSlots
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,21 @@ class Outcome:
 
 
 async def download_day(
-    client: LogsApiClient, day: dt.date, dest: Path, progress: Progress, ledger: Ledger | None = None
+    client: LogsApiClient,
+    day: dt.date,
+    dest: Path,
+    progress: Progress,
+    ledger: Ledger | None = None,
+    hold: PrepareHold | None = None,
 ) -> None:
-    """Pull visits and hits for `day` into `dest` (visits*.tsv, hits*.tsv), both sources side by side."""
+    """Pull visits and hits for `day` into `dest` (visits*.tsv, hits*.tsv), both sources side by side;
+    with `hold`, both requests are kept when one is still being prepared as the hold ends."""
 
     async def one(source: str, fields: tuple[str, ...]) -> None:
         async def on_stage(stage: str, fraction: float) -> None:
             await progress.source_stage(source, stage, fraction)
 
-        await client.download(day, source, list(fields), dest, on_stage=on_stage, ledger=ledger)
+        await client.download(day, source, list(fields), dest, on_stage=on_stage, ledger=ledger, hold=hold)
 
     await _all_or_none([one("visits", tsv.VISIT_FIELDS), one("hits", tsv.HIT_FIELDS)])
 
@@ -85,17 +92,24 @@ async def run(
     report: Callable[[int, str], Awaitable[None]],
     executor: Executor | None = None,
     ledger: Ledger | None = None,
+    slots: CounterSlots | None = None,
+    keeper: Keeper | None = None,
 ) -> Outcome:
     """Download a day into `dest` (emptied first: a crashed run may have left parts there), score it, and
-    always remove `dest` afterwards."""
-    from scorer.logs_api import LogsApiClient
+    always remove `dest` afterwards. With `slots`, the Logs API calls hold the counter's shared slots;
+    with `keeper`, a request still being prepared after LOGS_PREPARE_HOLD_S is kept for the next attempt
+    and the run ends with a retryable MetrikaError of type PREPARING."""
+    from scorer.logs_api import LogsApiClient, PrepareHold
 
     progress = Progress(report)
-    client = LogsApiClient(session, settings, token, counter)
+    client = LogsApiClient(session, settings, token, counter, slots=slots)
+    hold = None
+    if keeper is not None and settings.logs_prepare_hold_s > 0:
+        hold = PrepareHold(keeper, asyncio.get_running_loop().time() + settings.logs_prepare_hold_s)
     await remove_dir(dest)
     dest.mkdir(parents=True)
     try:
-        await download_day(client, day, dest, progress, ledger)
+        await download_day(client, day, dest, progress, ledger, hold)
         return await score_files(dest, models, executor, progress)
     finally:
         await asyncio.shield(remove_dir(dest))

@@ -7,7 +7,8 @@ Every SWEEP_INTERVAL_S, in every scorer replica (Postgres row locks keep them of
 - release the next days of backfills with fewer than BACKFILL_PARALLEL days queued or running and days
   waiting (a day's finishing statement releases the next one; this is the safety net should it not);
 - cancel or clean the Logs API requests of runs that are over (a killed scorer never cleaned them: a
-  prepared request counts against the counter's 10 GB until it is);
+  prepared request counts against the counter's 10 GB until it is), except those a pending task kept for
+  its next attempt (its day was still being prepared when it gave its turn back);
 - remove the work directories of tasks no scorer is running (up to 108 MB of parts each).
 """
 
@@ -23,7 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from scorer import pipeline
 from scorer.handler import Deps, release_leftovers
 from shared import broker
-from shared.db import locks, tasks
+from shared.db import locks, log_requests, tasks
 from shared.schemas import ScoreTask
 
 logger = logging.getLogger(__name__)
@@ -114,13 +115,14 @@ class Sweeper:
         """Cancel or clean the unreleased Logs API requests of tasks no scorer is running; returns how many
         are left for a later sweep (Yandex away)."""
         left = 0
-        for task_id in await tasks.tasks_with_leftovers(self.deps.pool, BATCH):
+        for task_id in await log_requests.tasks_with_leftovers(self.deps.pool, BATCH):
             async with locks.hold(self.deps.pool, task_id) as locked:
                 if not locked:  # a scorer is running it: it releases them itself
                     continue
                 task = await tasks.get(self.deps.pool, task_id)
-                if task is not None:
-                    left += await release_leftovers(self.deps, task_id, task["token_enc"])
+                if task is not None:  # a pending task goes on with its kept requests
+                    keep = task["status"] == "pending"
+                    left += await release_leftovers(self.deps, task_id, task["token_enc"], keep_kept=keep)
         return left
 
     async def remove_work_dirs(self) -> int:

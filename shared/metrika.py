@@ -20,6 +20,12 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Handle = Callable[[aiohttp.ClientResponse], Awaitable[T]]
+# the error_type of "every slot of this counter stayed busy" (shared/db/slots.py): retryable, but durably
+# (the work is given back), never by waiting again in process
+COUNTER_BUSY = "counter_busy"
+# the error_type of "the log request is still being prepared": the task gives its turn back and polls the
+# same request again on its next attempt (scorer/logs_api.py PrepareHold)
+PREPARING = "preparing"
 
 
 class MetrikaError(Exception):
@@ -108,7 +114,7 @@ def _log_retry(state: tenacity.RetryCallState) -> None:
 
 
 def retryable(error: MetrikaError) -> bool:
-    return error.retryable
+    return error.retryable and error.error_type != COUNTER_BUSY
 
 
 def backoff_policy(

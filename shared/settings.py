@@ -65,8 +65,18 @@ class Settings(BaseSettings):
     logs_poll_initial_s: float = 2.0
     logs_poll_max_s: float = 60.0
     logs_poll_timeout_s: float = 6 * 3600.0
+    # a scorer polls a log request still being prepared (a huge day) for this long, then gives the task's
+    # turn back: the request is kept, and the task polls it again after LOGS_POLL_MAX_S (0: never)
+    logs_prepare_hold_s: float = 30.0
     # Yandex's Logs API quota: requests per second per IP; a scorer paces its calls under it (0: no pacing)
     logs_api_rps: int = 10
+    # Logs API calls in flight per counter, across every scorer replica (Yandex allows 3 parallel requests
+    # per user; held in Postgres, shared/db/slots.py; 0: no limit)
+    logs_api_parallel_per_counter: int = 3
+    # tasks a scorer works on at once (its prefetch): a slow or broken counter's task holds one of them,
+    # the others go on; downloads and polls overlap, the CPU-bound scoring runs one task at a time (a
+    # replica takes up to this many queued tasks at once: higher hoards work other replicas could do)
+    scorer_concurrency: int = 4
     # uploader: Metrika takes up to ~2 h to process an upload
     upload_poll_s: float = 30.0
     upload_processing_timeout_s: float = 24 * 3600.0
@@ -93,11 +103,15 @@ class Settings(BaseSettings):
     # a backfill's days queued at once: each day that finishes queues the next, so a long backfill never
     # puts all its days ahead of other counters' tasks
     backfill_parallel: int = Field(3, ge=1, le=365)
-    # uploader: status queries in flight at once, in all and per counter (Yandex allows 3 parallel
-    # requests per user); a file past upload_processing_timeout_s is reported and then checked every
+    # uploader: status queries in flight at once, in all; uploads (and goal lookups) and status queries in
+    # flight per counter across every uploader replica (Yandex allows 3 parallel requests per user; held in
+    # Postgres; 0: no limit); a file past upload_processing_timeout_s is reported and then checked every
     # upload_slow_poll_s, and corrected if Metrika finishes later
     poll_concurrency: int = 16
     counter_concurrency: int = 3
+    # waiting for a counter's slot (Logs API calls, uploads) ends after this long: the work is given back
+    # to a durable retry instead of holding a consumer slot that other counters' work needs
+    counter_slot_wait_s: float = 30.0
     upload_slow_poll_s: float = 3600.0
     # CRM webhook bodies (amoCRM, Bitrix24) are kept this long, to be replayed through a changed mapping
     crm_retention_days: int = 30

@@ -127,7 +127,7 @@ async def test_redelivered_task_does_not_duplicate_results(gateway, settings, po
     await relay.close()
     # two scorer processes on one queue
     run_service(scorer_main, calm(settings))
-    run_service(scorer_main, override(calm(settings), prefetch_count=1))
+    run_service(scorer_main, override(calm(settings), scorer_concurrency=1))
 
     async def completed():
         return await pool.fetchval("SELECT status = 'completed' FROM tasks WHERE id = $1", task_id)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -13,6 +15,8 @@ import asyncpg
 from shared import metrika
 from shared.counter_zones import CounterZones
 from shared.crypto import TokenCipher
+from shared.db.slots import UPLOADS, CounterSlots, SlotsBusy
+from shared.metrika import COUNTER_BUSY, MetrikaError
 from shared.settings import Settings
 from uploader.metrika import ConversionsApi
 
@@ -26,7 +30,9 @@ class Deps:
     session: aiohttp.ClientSession
     cipher: TokenCipher
     settings: Settings
-    # calls to Metrika in flight per counter, in the uploader and the poller (Yandex allows 3 per user)
+    # uploads, goal lookups and status queries in flight per counter, in every uploader replica and its
+    # poller (Yandex allows 3 parallel requests per user); None: counted in this process only
+    slots: CounterSlots | None = None
     _per_counter: dict[int, asyncio.Semaphore] = field(default_factory=dict)
     _goals: dict[tuple[int, bytes], tuple[float, set[str]]] = field(default_factory=dict)
     _goal_locks: defaultdict[tuple[int, bytes], asyncio.Lock] = field(
@@ -52,10 +58,21 @@ class Deps:
             timeout_s=self.settings.metrika_timeout_s,
         )
 
-    def counter_slot(self, counter: int) -> asyncio.Semaphore:
-        if counter not in self._per_counter:
-            self._per_counter[counter] = asyncio.Semaphore(self.settings.counter_concurrency)
-        return self._per_counter[counter]
+    @contextlib.asynccontextmanager
+    async def counter_slot(self, counter: int) -> AsyncIterator[None]:
+        """One of the counter's COUNTER_CONCURRENCY slots for the block; a retryable MetrikaError of
+        type COUNTER_BUSY once they stayed busy for COUNTER_SLOT_WAIT_S (the caller retries durably)."""
+        if self.slots is None:
+            if counter not in self._per_counter:
+                self._per_counter[counter] = asyncio.Semaphore(self.settings.counter_concurrency)
+            async with self._per_counter[counter]:
+                yield
+            return
+        try:
+            async with self.slots.hold(UPLOADS, counter):
+                yield
+        except SlotsBusy as exc:
+            raise MetrikaError(f"{exc} (COUNTER_CONCURRENCY)", error_type=COUNTER_BUSY) from None
 
     async def goal_targets(self, client: ConversionsApi, token_enc: bytes, wanted: set[str]) -> set[str]:
         """The counter's goal targets, asked once per GOALS_TTL_S and counter (and token), and again at
@@ -65,7 +82,8 @@ class Deps:
             cached = self._goals.get(key)
             if cached is not None and time.monotonic() - cached[0] < GOALS_TTL_S and wanted <= cached[1]:
                 return cached[1]
-            targets = await client.goal_targets()
+            async with self.counter_slot(client.counter):
+                targets = await client.goal_targets()
             self._goals[key] = (time.monotonic(), targets)
             return targets
 

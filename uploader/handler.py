@@ -70,16 +70,17 @@ async def upload_batch(batch_id: uuid.UUID, deps: Deps) -> None:
         await batches.take(deps.pool, batch_id, deps.settings.stale_after_s)
         try:
             client = deps.client(batch["token_enc"], batch["counter_id"])
-            async with deps.counter_slot(batch["counter_id"]):
-                await crm.materialize(deps, batch_id)  # a CRM webhook's request becomes its rows first
-                if batch["source"] == "bulk":  # so does a bulk upload's task (one INSERT ... SELECT)
-                    await bulk.expand(deps.pool, batch_id)
-                await _check_goals(deps, client, batch)
-                async with deps.pool.acquire() as conn:
-                    await batches.set_aside_duplicates(conn, batch_id)
-                await batches.split_into_files(deps.pool, batch_id)
-                for file in await batches.files(deps.pool, batch_id):
-                    if file["status"] in ("new", "uploading"):
+            await crm.materialize(deps, batch_id)  # a CRM webhook's request becomes its rows first
+            if batch["source"] == "bulk":  # so does a bulk upload's task (one INSERT ... SELECT)
+                await bulk.expand(deps.pool, batch_id)
+            await _check_goals(deps, client, batch)
+            async with deps.pool.acquire() as conn:
+                await batches.set_aside_duplicates(conn, batch_id)
+            await batches.split_into_files(deps.pool, batch_id)
+            for file in await batches.files(deps.pool, batch_id):
+                if file["status"] in ("new", "uploading"):
+                    # one of the counter's slots (every replica's) while Metrika is asked
+                    async with deps.counter_slot(batch["counter_id"]):
                         await _upload_file(deps, client, file)
         except (MetrikaError, Bitrix24Error) as exc:
             if exc.retryable:

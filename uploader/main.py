@@ -13,6 +13,7 @@ import aiohttp
 from shared import broker, db, metrics
 from shared.consumer import RetryPolicy, serve
 from shared.crypto import TokenCipher
+from shared.db.slots import UPLOADS, CounterSlots
 from shared.notify import Sender
 from shared.schemas import UploadBatches
 from shared.settings import UPLOADER_METRICS_PORT, Settings
@@ -35,6 +36,9 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
         settings.database_url,
         max_size=2 * settings.prefetch_count * BATCHES_AT_ONCE + settings.poll_concurrency // 2 + 4,
     )
+    slots = CounterSlots(
+        settings.database_url, {UPLOADS: settings.counter_concurrency}, settings.counter_slot_wait_s
+    )
     connection = await broker.connect(settings.amqp_url, name=f"{settings.queue_prefix} uploader")
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -52,6 +56,7 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 session=session,
                 cipher=TokenCipher(settings.token_encryption_key),
                 settings=settings,
+                slots=slots,
             )
             background = [
                 asyncio.create_task(run_poller(deps, stop)),
@@ -79,4 +84,5 @@ async def main(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.gather(*background, return_exceptions=True)
     finally:
         await connection.close()
+        await slots.close()
         await pool.close()

@@ -1,8 +1,9 @@
 """Follows every uploaded file until Metrika has processed it; replicas share the work through Postgres.
 
-Status queries run side by side (POLL_CONCURRENCY in all, COUNTER_CONCURRENCY per counter), each with a
-timeout, so one counter's slow or failing queries never hold up another's. A failed query is tried again
-later (the time is kept in Postgres); a file's new state and its batch's status change in one transaction.
+Status queries run side by side (POLL_CONCURRENCY in all, COUNTER_CONCURRENCY per counter across every
+replica), each with a timeout, so one counter's slow or failing queries never hold up another's. A failed
+query is tried again later (the time is kept in Postgres); a file's new state and its batch's status change
+in one transaction.
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ async def _poll_in_turn(deps: Deps, file: asyncpg.Record, slots: asyncio.Semapho
             await poll_file(deps, file)
     except asyncio.CancelledError:
         raise
+    except MetrikaError as exc:  # the counter's slots stayed busy: its lease ends and it is polled again
+        logger.info("poll of file %s deferred: %s", file["id"], exc)
     except Exception as exc:  # Postgres away, or a bug: the file's lease ends and it is polled again
         log = logger.warning if errors.is_unavailable(exc) else logger.exception
         log("poll of file %s failed: %s", file["id"], exc)

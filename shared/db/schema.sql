@@ -384,6 +384,10 @@ CREATE INDEX IF NOT EXISTS conversions_visit ON conversions (visit_id, target) W
 -- reason, tasks}) until the uploader makes them, in one INSERT ... SELECT (shared/db/bulk.py)
 ALTER TABLE batches ADD COLUMN IF NOT EXISTS from_task jsonb;
 
+-- issue 12: fair sharing. A log request still being prepared when its task gave its turn back is kept
+-- (not canceled) for the task's next attempt; the sweeper leaves the kept requests of a pending task alone
+ALTER TABLE log_requests ADD COLUMN IF NOT EXISTS kept boolean NOT NULL DEFAULT false;
+
 -- issue 12: backfill pacing. A backfill's days are queued BACKFILL_PARALLEL at a time: a day is `released`
 -- once its ScoreTask message is written (the first days with the backfill, each next one by the statement
 -- that finishes a day before it, or the sweeper's safety net); every other task is released from the start.

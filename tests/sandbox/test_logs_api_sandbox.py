@@ -51,15 +51,19 @@ def params(
     }
 
 
-async def create(http: aiohttp.ClientSession, server: TestServer, **kw: Any) -> dict[str, Any]:
-    status, body = await call(http, "POST", api(server, "/logrequests"), params=params(**kw))
+async def create(
+    http: aiohttp.ClientSession, server: TestServer, counter: int = COUNTER, **kw: Any
+) -> dict[str, Any]:
+    status, body = await call(http, "POST", api(server, "/logrequests", counter), params=params(**kw))
     assert status == 200, body
     return dict(body["log_request"])
 
 
-async def processed(http: aiohttp.ClientSession, server: TestServer, request_id: int) -> dict[str, Any]:
+async def processed(
+    http: aiohttp.ClientSession, server: TestServer, request_id: int, counter: int = COUNTER
+) -> dict[str, Any]:
     for _ in range(200):
-        status, body = await call(http, "GET", api(server, f"/logrequest/{request_id}"))
+        status, body = await call(http, "GET", api(server, f"/logrequest/{request_id}", counter))
         assert status == 200, body
         if body["log_request"]["status"] != "created":
             return dict(body["log_request"])
@@ -468,6 +472,35 @@ async def test_processing_failed_fault(start: Start, http: aiohttp.ClientSession
     assert_error(status, body, 400, "invalid_parameter", NOT_PROCESSED)
     ok = (await create(http, server))["request_id"]
     assert (await processed(http, server, ok))["status"] == "processed"
+
+
+async def test_never_prepared_counter_fault(start: Start, http: aiohttp.ClientSession):
+    server = await start(processing_seconds=0)
+    control = str(server.make_url("/sandbox/faults"))
+    async with http.post(control, json={"never_prepared": [COUNTER]}) as resp:
+        assert resp.status == 201 and (await resp.json())["never_prepared"] == [COUNTER]
+    stuck = (await create(http, server))["request_id"]
+    other = (await create(http, server, counter=COUNTER + 1))["request_id"]
+    assert (await processed(http, server, other, COUNTER + 1))["status"] == "processed"
+    await asyncio.sleep(0.1)
+    status, body = await call(http, "GET", api(server, f"/logrequest/{stuck}"))
+    assert body["log_request"]["status"] == "created"
+    async with http.delete(control):
+        pass
+    assert (await processed(http, server, stuck))["status"] == "processed"
+
+
+async def test_request_log_counts_each_counter_s_requests_in_flight(
+    start: Start, http: aiohttp.ClientSession
+):
+    server = await start()
+    server.app[FAULTS].add(r"/logrequests$", None, times=None, delay=0.2)
+    await asyncio.gather(*(call(http, "GET", api(server, "/logrequests", c)) for c in (1, 1, 2, 1)))
+    async with http.get(str(server.make_url("/sandbox/requests"))) as resp:
+        body = await resp.json()
+    assert body["in_flight_max"] == {"1": 3, "2": 1} and body["in_flight"] == {}
+    async with http.delete(str(server.make_url("/sandbox/requests"))) as resp:
+        assert (await resp.json())["in_flight_max"] == {}
 
 
 async def test_evaluation_override(start: Start, http: aiohttp.ClientSession):
