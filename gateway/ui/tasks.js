@@ -127,9 +127,9 @@ function statusCard(view, taskId, s, reload) {
     }
     if (s.rescore_of) facts.push(['Re-score of', link(s.rescore_of.slice(0, 8), 'tasks', s.rescore_of)]);
   }
+  if (s.kind === 'backfill') facts.push(['Visits in its completed days', s.total_visits ?? '—']);
+  else facts.push(['Visits in the day', s.total_visits ?? '—'], ['Model', s.model_version ?? '—']);
   facts.push(
-    ['Visits in the day', s.total_visits ?? '—'],
-    ['Model', s.model_version ?? '—'],
     ['Started', time(s.started_at)],
     ['Finished', time(s.finished_at)],
   );

@@ -142,3 +142,9 @@ async def test_a_backfill_shows_its_days_and_a_day_its_runs(dashboard: Page, gat
     await expect(page).to_have_url(re.compile(rf"#/tasks/{day1}\?run=1$"))
     await expect(page.get_by_role("heading", name="Level-4+ visits of run 1")).to_be_visible()
     await expect(page.locator(".pager .range")).to_have_text("1–3 of 3")
+
+    # the list shows the backfill as one row with its range, beside its days
+    await page.get_by_role("link", name="← all tasks").click()
+    backfill = page.locator("main tbody tr", has_text=str(parent)[:8])
+    await expect(backfill).to_contain_text(f"{first} – {last} backfill")
+    await expect(page.locator("main tbody tr", has_text=str(run2)[:8])).to_contain_text(f"{first} run 2")
