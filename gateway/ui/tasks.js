@@ -96,8 +96,12 @@ export function detail(view, taskId) {
       }
       shown = text;
       if (s.kind !== 'backfill' && s.latest_run > 1) runsOpen = await loadRuns(view, taskId, s, run, runsBox);
-      // results: of the run asked for, else of the run the day serves (again when a re-score completes)
-      const want = run ? String(run) : s.status === 'completed' ? `served:${s.served_run}` : null;
+      // results: of the run asked for, else of the run the day serves (again when a re-score completes); of a
+      // backfill, its completed days' once every day has ended
+      const completedDays = (s.days || []).filter((d) => d.status === 'completed').length;
+      const want = run ? String(run)
+        : s.kind === 'backfill' ? (!ACTIVE.has(s.status) && completedDays ? `days:${completedDays}` : null)
+          : s.served_run ? `served:${s.served_run}` : null;
       if (want && want !== resultsOf) {
         resultsOf = want;
         loadCharts(view, taskId, charts, run);

@@ -104,7 +104,7 @@ async def test_a_backfill_shows_its_days_and_a_day_its_runs(dashboard: Page, gat
     assert resp.status == 200, await resp.text()
     created = await resp.json()
     parent = created["task_id"]
-    day1, day2, _ = (uuid.UUID(day["task_id"]) for day in created["days"])
+    day1, day2, day3 = (uuid.UUID(day["task_id"]) for day in created["days"])
     await finish(pool, day1, visits_of(first, list(range(3))))
     await tasks.claim(pool, day2)
     await tasks.set_progress(pool, day2, 40, "scoring")
@@ -148,3 +148,14 @@ async def test_a_backfill_shows_its_days_and_a_day_its_runs(dashboard: Page, gat
     backfill = page.locator("main tbody tr", has_text=str(parent)[:8])
     await expect(backfill).to_contain_text(f"{first} – {last} backfill")
     await expect(page.locator("main tbody tr", has_text=str(run2)[:8])).to_contain_text(f"{first} run 2")
+
+    # once every day has ended, the backfill's result: its days' served runs (day 1's run 2), day by day
+    await finish(pool, day2, visits_of(first + dt.timedelta(days=1), list(range(2))))
+    await finish(pool, day3, visits_of(last, list(range(1))))
+    await backfill.get_by_role("link", name=str(parent)[:8]).click()
+    await expect(facts).to_contain_text("completed")
+    await expect(page.locator(".pager .range")).to_have_text("1–8 of 8")  # 5 + 2 + 1
+    heading = page.get_by_role("heading", name="Level-4+ visits")
+    results = page.locator(".card", has=heading).locator("tbody tr")
+    await expect(results.first).to_contain_text(str(first))
+    await expect(results.last).to_contain_text(str(last))
