@@ -1,12 +1,14 @@
-"""`make screenshots`: the demo's stack and data (scripts.demo), plus a webhook batch with a refused row and
-a message the scorer cannot read (a dead letter), then the dashboard's pages in headless Chromium, saved to
-docs/screenshots/."""
+"""`make screenshots`: the demo's stack and data (scripts.demo), plus a webhook batch with a refused row, a
+message the scorer cannot read (a dead letter), a schedule with its first run, and a 3-day backfill with a
+re-scored day, then the dashboard's pages in headless Chromium, saved to docs/screenshots/."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Callable
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -66,6 +68,58 @@ async def more_data(session: aiohttp.ClientSession, gateway: str, stack: Stack, 
     return f"#/webhooks/{hook['webhook_id']}/batches/{batch['batch_id']}"
 
 
+async def wait_for(session: aiohttp.ClientSession, url: str, done: Callable[[Any], bool], what: str) -> Any:
+    """GET `url` until `done(answer)`, for at most 3 minutes (then the page is shot as it is)."""
+    body: Any = None
+    for _ in range(360):
+        async with session.get(url) as resp:
+            body = await resp.json()
+        if done(body):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        print(f"{what}: not done in time, shot as it is")
+    return body
+
+
+async def schedule_and_backfill(session: aiohttp.ClientSession, gateway: str) -> dict[str, str]:
+    """A schedule due at once (00:00 counter-local: yesterday is due) whose first run the scheduler makes; a
+    backfill of the 3 days before yesterday, its first day re-scored. Their pages, by screenshot name."""
+    body = {"counter": COUNTER, "token": "sandbox-token", "time": "00:00", "upload": {"target": "4plus"}}
+    async with session.post(f"{gateway}/schedules", json=body) as resp:
+        schedule = await resp.json()
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    body = {
+        "counter": COUNTER,
+        "token": "sandbox-token",
+        "date_from": (yesterday - dt.timedelta(days=3)).isoformat(),
+        "date_to": (yesterday - dt.timedelta(days=1)).isoformat(),
+    }
+    async with session.post(f"{gateway}/tasks", json=body) as resp:
+        backfill = await resp.json()
+    parent = backfill["task_id"]
+    status_url = f"{gateway}/tasks/{parent}/status"
+    await wait_for(session, status_url, lambda s: s["status"] in ("completed", "failed"), "backfill")
+    print(f"backfill {parent}: done")
+    first_day = backfill["days"][0]["task_id"]
+    async with session.post(f"{gateway}/tasks/{first_day}/rescore") as resp:
+        rescore = await resp.json()
+    await wait_for(
+        session,
+        f"{gateway}/tasks/{rescore['task_id']}/status",
+        lambda s: s["status"] in ("completed", "failed"),
+        "re-score",
+    )
+    runs_url = f"{gateway}/schedules/{schedule['schedule_id']}/runs"
+    await wait_for(session, runs_url, lambda page: bool(page["data"]), "the schedule's first run")
+    return {
+        "schedules": "#/schedules",
+        "schedule": f"#/schedules/{schedule['schedule_id']}",
+        "backfill": f"#/tasks/{parent}",
+        "task-runs": f"#/tasks/{first_day}",
+    }
+
+
 async def shoot(gateway: str, pages: dict[str, str]) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
@@ -92,10 +146,13 @@ async def run(stack: Stack) -> None:
         await wait_http(session, f"{gateway}/health", "gateway")
         stack.start("scorer")
         stack.start("uploader")
+        stack.env["SCHEDULER_INTERVAL_S"] = "1"  # the schedule's first run without waiting 30 s
+        stack.start("scheduler")
         outcome = await score_a_day(session, gateway, dt.date.today() - dt.timedelta(days=1))
         await upload_conversions(session, gateway, outcome)
         visitor = outcome["result"]["data"][0]["clientId"]
         batch_page = await more_data(session, gateway, stack, visitor)
+        later_pages = await schedule_and_backfill(session, gateway)
         await shoot(
             gateway,
             {
@@ -106,6 +163,7 @@ async def run(stack: Stack) -> None:
                 "webhook-batch": batch_page,
                 "dead-letters": "#/dead-letters",
                 "search": f"#/search?client_id={visitor}",
+                **later_pages,
             },
         )
 

@@ -44,6 +44,7 @@ export async function api(method, path, { query, body } = {}) {
 export const get = (path, query) => api('GET', path, { query });
 export const post = (path, body) => api('POST', path, { body });
 export const patch = (path, body) => api('PATCH', path, { body });
+export const del = (path) => api('DELETE', path);
 
 function explain(response, data, text, call) {
   const status = response.status;

@@ -3,6 +3,7 @@
 import { ApiError, apiKey, get } from './api.js';
 import { formValues, h, message, route } from './dom.js';
 import * as deadLetters from './dead_letters.js';
+import * as schedules from './schedules.js';
 import * as search from './search.js';
 import * as tasks from './tasks.js';
 import * as uploads from './uploads.js';
@@ -11,6 +12,7 @@ import * as webhooks from './webhooks.js';
 // '#/<section>/...' -> the page that draws it, given the path's parts after the section
 const PAGES = {
   tasks: (view, [id]) => (id ? tasks.detail(view, id) : tasks.list(view)),
+  schedules: (view, [id]) => (id ? schedules.detail(view, id) : schedules.list(view)),
   uploads: (view, [id]) => (id ? uploads.detail(view, id) : uploads.list(view)),
   webhooks: (view, [id, , batchId]) => (batchId ? webhooks.batch(view, id, batchId) : id ? webhooks.batches(view, id) : webhooks.list(view)),
   'dead-letters': (view) => deadLetters.list(view),

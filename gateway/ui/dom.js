@@ -45,6 +45,23 @@ export function time(value) {
   return h('span', { class: 'time', title: String(value) }, when.toISOString().slice(0, 19).replace('T', ' ') + ' UTC');
 }
 
+// a moment in a counter's own time zone ("2026-11-27 03:00 Europe/Moscow"), UTC in its tooltip
+export function zonedTime(value, zone) {
+  if (!value) return '—';
+  const when = new Date(value);
+  if (Number.isNaN(when.getTime())) return String(value);
+  let parts;
+  try {
+    parts = Object.fromEntries(new Intl.DateTimeFormat('en-GB', { timeZone: zone, year: 'numeric', month: '2-digit',
+      day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(when).map((p) => [p.type, p.value]));
+  } catch {
+    return time(value); // a zone this browser does not know
+  }
+  const utc = when.toISOString().slice(0, 16).replace('T', ' ') + ' UTC';
+  return h('span', { class: 'time', title: utc }, `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute} `,
+    h('span', { class: 'zone' }, zone));
+}
+
 export function badge(status) {
   const word = status === null || status === undefined ? 'unknown' : String(status);
   return h('span', { class: 'badge', 'data-status': word }, word);

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright
 
-from shared.db import batches, dead_letters, tasks
+from shared.db import batches, bulk, dead_letters, tasks
 from tests.conftest import API_KEY, completed_task
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -108,6 +108,7 @@ async def seed(gateway: TestClient[Any, Any], pool: asyncpg.Pool) -> Seeded:
     )
     assert resp.status == 200, await resp.text()
     upload_id = (await resp.json())["upload_id"]
+    await bulk.expand(pool, uuid.UUID(upload_id))  # its rows, as the uploader makes them first
 
     resp = await gateway.post(
         "/webhook/offline-conversions",
