@@ -12,8 +12,10 @@ sandbox.
 Latency is per conversion: from the webhook's answer (accepted, committed) at the load generator to the
 sandbox's receipt of the upload that carried it (`received` in GET /sandbox/conversions). With processing
 delay 0 an upload is PROCESSED the moment it is received (the uploader's status poll, every UPLOAD_POLL_S,
-only records that later; batch completion is reported as a count). Throughput: conversions received
-/ (last receipt - first accept).
+only records that later; batch completion is reported as a count). Throughput: conversions the sandbox
+received within the `--seconds` of load (the offered rate, unless the uploaders cannot keep up); then
+`--drain-s` for the rest, whose latency counts too; what is still not uploaded is removed before the
+next phase.
 
 Two configurations, each with 1 then 2 uploaders:
   quota:    Yandex's quotas on (30 Management API calls/s per IP, 3 in flight per token), no added
@@ -177,6 +179,7 @@ async def _phase(
     rate: int,
     per_request: int,
     seconds: float,
+    args_drain_s: float,
 ) -> None:
     procs = [_start("uploader", env, log) for _ in range(phase.uploaders)]
     try:
@@ -184,7 +187,7 @@ async def _phase(
         tag = f"{phase.config[0]}{phase.uploaders}x{uuid.uuid4().hex[:4]}"
         accepted, phase.load_s = await _load(session, hooks, tag, rate, per_request, seconds)
         phase.offered = len(accepted)
-        deadline = time.monotonic() + max(120.0, 4 * seconds)
+        deadline = time.monotonic() + args_drain_s
         while True:
             received = await _received(session, api, tag)
             if len(received) >= len(accepted) or time.monotonic() > deadline:
@@ -202,12 +205,20 @@ async def _phase(
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=60)
+    # an overloaded phase leaves work behind: never let the next phase's uploaders see it
+    await pool.execute(
+        "DELETE FROM batches b WHERE b.status <> 'completed' AND EXISTS"
+        " (SELECT 1 FROM conversions c WHERE c.batch_id = b.id AND c.identifier LIKE $1)",
+        f"{tag}%",
+    )
+    await purge(env["QUEUE_PREFIX"])
     phase.received = len(received)
     latencies = [received[uid] - accepted[uid] for uid in received if uid in accepted]
     if latencies:
         phase.p50, phase.p99 = _pct(latencies, 50), _pct(latencies, 99)
-        span = max(received.values()) - min(accepted.values())
-        phase.throughput = phase.received / span
+        # capacity: what reached Metrika while the load was offered (all of it, unless overloaded)
+        first = min(accepted.values())
+        phase.throughput = sum(1 for t in received.values() if t <= first + phase.load_s) / phase.load_s
 
 
 async def run(args: argparse.Namespace) -> list[Phase]:
@@ -288,7 +299,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
                             phase = Phase(config, uploaders)
                             await _phase(
                                 session, pool, api, used, env, tmp / "uploader.log", phase,
-                                args.rate, per_request, args.seconds,
+                                args.rate, per_request, args.seconds, args.drain_s,
                             )  # fmt: skip
                             phases.append(phase)
                             _print(phase)
@@ -324,10 +335,23 @@ async def _cleanup(name: str, prefix: str) -> None:
         await admin.close()
 
 
+async def purge(prefix: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            broker.Topology(prefix).queue(broker.CONVERSION_UPLOADS), passive=True
+        )
+        await queue.purge()
+    finally:
+        await connection.close()
+
+
 def _print(p: Phase) -> None:
     print(
         f"{p.config:8s} {p.uploaders} uploader(s): offered {p.offered:,} conversions in {p.load_s:.1f} s,"
-        f" received {p.received:,}; {p.throughput:,.0f} conversions/s; latency p50 {p.p50:.2f} s,"
+        f" received {p.received:,}; {p.throughput:,.0f} conversions/s during the load;"
+        f" latency p50 {p.p50:.2f} s,"
         f" p99 {p.p99:.2f} s; batches completed {p.completed_batches}/{p.batches}",
         flush=True,
     )
@@ -371,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--counters", type=int, default=32, help="counters, each with its own token (latency configuration)"
+    )
+    parser.add_argument(
+        "--drain-s", type=float, default=30.0, help="how long to wait after the load for what is left"
     )
     parser.add_argument("--configs", default="quota,latency", help="which configurations to run")
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
