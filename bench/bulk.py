@@ -70,6 +70,7 @@ async def _task(pool: asyncpg.Pool, visits: int) -> uuid.UUID:
             60 + i % 600,
             0.9,
             "bench",
+            "desktop",
         )
         for i in range(visits)
     ]
