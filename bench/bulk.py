@@ -168,6 +168,14 @@ async def run(args: argparse.Namespace) -> tuple[list[float], list[float], list[
             )
         try:
             task_id = await _task(pool, args.visits)
+            spy = None
+            if args.py_spy:  # the gateway's stacks over the measured rounds (README "Performance")
+                duration = str(int(args.rounds * 2 * args.seconds + 10))
+                spy = subprocess.Popen(
+                    [args.py_spy, "record", "--pid", str(gw.pid), "--format", "raw", "--rate", "100",
+                     "--nonblocking", "-o", args.profile_out, "--duration", duration],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
                 await wait_http(session, f"{gateway}/health")
                 await _others(session, gateway, task_id, args.rate, 2.0)  # warm-up
@@ -187,6 +195,8 @@ async def run(args: argparse.Namespace) -> tuple[list[float], list[float], list[
                         f" {len(overlapping)} other requests overlapped it, p99 {_pct(these, 99):.1f} ms",
                         flush=True,
                     )
+            if spy is not None:
+                spy.wait(timeout=120)
         finally:
             gw.terminate()
             gw.wait(timeout=30)
@@ -214,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=int, default=200, help="other requests a second")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each load window")
+    parser.add_argument("--py-spy", help="path of py-spy: record the gateway during the rounds")
+    parser.add_argument("--profile-out", default="bulk-gateway.txt", help="py-spy's collapsed stacks")
     args = parser.parse_args(argv)
     created, during, without = asyncio.run(run(args))
     median_created = statistics.median(created)
