@@ -250,6 +250,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
             "UPLOAD_POLL_S": "1",
             "RETRY_BASE_S": "1",
             "METRICS_PORT": "0",  # two uploaders on one host
+            "PREFETCH_COUNT": str(args.prefetch),
             "LOG_LEVEL": "WARNING",
         }
         sandbox_args = ["--port", str(sandbox_port), "--conversion-processing-seconds", "0"]
@@ -399,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drain-s", type=float, default=30.0, help="how long to wait after the load for what is left"
     )
+    parser.add_argument("--prefetch", type=int, default=2, help="the uploaders' PREFETCH_COUNT")
     parser.add_argument("--configs", default="quota,latency", help="which configurations to run")
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
     args = parser.parse_args(argv)
