@@ -182,10 +182,20 @@ async def _phase(
     per_request: int,
     seconds: float,
     args_drain_s: float,
+    py_spy: str | None = None,
+    py_spy_out: str = "",
 ) -> None:
     procs = [_start("uploader", env, log) for _ in range(phase.uploaders)]
     try:
         await wait_consumers(env["QUEUE_PREFIX"], broker.CONVERSION_UPLOADS, procs, log)
+        spy = None
+        if py_spy:  # the first uploader's stacks while the load is offered (README "Performance")
+            out = f"{py_spy_out}-{phase.config}-{phase.uploaders}.txt"
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(procs[0].pid), "--format", "raw", "--rate", "100",
+                 "--nonblocking", "-o", out, "--duration", str(int(seconds))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         tag = f"{phase.config[0]}{phase.uploaders}x{uuid.uuid4().hex[:4]}"
         accepted, phase.load_s = await _load(session, hooks, tag, rate, per_request, seconds)
         phase.offered = len(accepted)
@@ -195,6 +205,8 @@ async def _phase(
             if len(received) >= len(accepted) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
+        if spy is not None:
+            spy.wait(timeout=60)
         # batches become `completed` once the uploader's poll has seen PROCESSED (UPLOAD_POLL_S)
         await asyncio.sleep(3)
         phase.batches, phase.completed_batches = await pool.fetchrow(
@@ -304,6 +316,7 @@ async def run(args: argparse.Namespace) -> list[Phase]:
                             await _phase(
                                 session, pool, api, used, env, tmp / "uploader.log", phase,
                                 args.rate, per_request, args.seconds, args.drain_s,
+                                args.py_spy, args.profile_out,
                             )  # fmt: skip
                             phases.append(phase)
                             _print(phase)
@@ -414,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
         default=[1, 2, 2, 1],
         help="uploader counts of the latency configuration's phases, in order (alternated against drift)",
     )
+    parser.add_argument("--py-spy", help="path of py-spy: record the first uploader of each phase")
+    parser.add_argument("--profile-out", default="e2e-uploader", help="py-spy's collapsed stacks (prefix)")
     parser.add_argument("--prefetch", type=int, default=2, help="the uploaders' PREFETCH_COUNT")
     parser.add_argument("--configs", default="quota,latency", help="which configurations to run")
     parser.add_argument("--logs", help="keep the processes' logs in this directory")
