@@ -1,5 +1,6 @@
 """What docker-compose.yml must run (README "Deployment"), checked on the stack `docker compose config
---format json` resolved (scripts/compose_check.sh) or on the file itself (tests/deploy/test_compose.py).
+--format json` resolved (scripts/compose_check.sh) or on the file itself (tests/deploy/test_compose.py);
+a resolved stack's environments must also make valid production Settings.
 
     python -m scripts.compose_expect default.json [with-sandbox-profile.json]
 """
@@ -72,11 +73,36 @@ def problems(stack: dict[str, Any], *, sandbox_profile: bool = False) -> list[st
     return found
 
 
+def settings_problems(stack: dict[str, Any]) -> list[str]:
+    """Every app service's resolved environment must make valid Settings that pass the production check
+    (an empty METRIKA_COUNTER, say, would stop every service at start)."""
+    from pydantic import ValidationError
+
+    from shared.settings import Settings
+
+    found: list[str] = []
+    for name in APP_SERVICES:
+        service = (stack.get("services") or {}).get(name)
+        if service is None:
+            continue
+        env = {k.lower(): v for k, v in (service.get("environment") or {}).items() if v is not None}
+        try:
+            settings = Settings(**env)
+            settings.require_production_secrets("TOKEN_ENCRYPTION_KEY", "API_KEYS", "NOTIFY_SIGNING_KEY")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            found.append(f"{name}: its environment is not valid settings: {first['loc']}: {first['msg']}")
+        except SystemExit as exc:
+            found.append(f"{name}: {exc}")
+    return found
+
+
 def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 2:
         print(__doc__, file=sys.stderr)
         return 2
-    found = problems(json.loads(Path(argv[0]).read_text()))
+    resolved = json.loads(Path(argv[0]).read_text())
+    found = problems(resolved) + settings_problems(resolved)
     if len(argv) == 2:
         found += [
             f"--profile sandbox: {p}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from scripts.compose_expect import problems
+from scripts.compose_expect import problems, settings_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +62,21 @@ def test_the_image_carries_every_package_compose_runs() -> None:
         assert f"!{package}" in allowed
     include = (ROOT / "pyproject.toml").read_text()
     assert '"scheduler*"' in include
+
+
+def test_an_environment_the_services_would_refuse_is_found() -> None:
+    env = {
+        "API_KEYS": "k",
+        "TOKEN_ENCRYPTION_KEY": "t",
+        "NOTIFY_SIGNING_KEY": "n",
+        "METRIKA_SCORE_ENV": "production",
+        "METRIKA_COUNTER": None,  # unset: passed through only when set
+    }
+    stack = {"services": {name: {"environment": dict(env)} for name in ("gateway", "scorer")}}
+    assert settings_problems(stack) == []
+    stack["services"]["scorer"]["environment"]["METRIKA_COUNTER"] = ""  # what `${METRIKA_COUNTER:-}` gave
+    stack["services"]["gateway"]["environment"]["NOTIFY_SIGNING_KEY"] = ""
+    found = settings_problems(stack)
+    assert len(found) == 2
+    assert found[0].startswith("gateway: error: NOTIFY_SIGNING_KEY must be set")
+    assert found[1].startswith("scorer: its environment is not valid settings: ('metrika_counter',)")
