@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: install services browser demo test lint format up down bench train calibrate screenshots clean
+.PHONY: install services browser demo test lint format up down bench bench-e2e bench-scorers bench-bulk compose-check train calibrate screenshots clean
 
 install: $(VENV)/.installed
 
@@ -45,6 +45,20 @@ screenshots: install services browser
 
 bench: install
 	$(PY) bench/scoring.py
+
+# README "Performance": each needs PostgreSQL and RabbitMQ (make services) and starts its own processes
+bench-e2e: install services
+	$(PY) bench/e2e.py
+
+bench-scorers: install services
+	$(PY) bench/scorers.py
+
+bench-bulk: install services
+	$(PY) bench/bulk.py
+
+# docker-compose.yml resolved by Compose v2 (`docker compose config`, fetched from Debian if absent)
+compose-check: install
+	@bash scripts/compose_check.sh
 
 # `make train` rebuilds models/ (deterministic). With LABELS=labels.tsv LOGS_DIR=dir it then re-chooses the
 # thresholds in models/ for that counter (see `make calibrate`).
