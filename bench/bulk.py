@@ -9,7 +9,9 @@ process then offers an open-loop load of other requests (`--rate` a second, alte
 one bulk upload of the task (a new target each round, so every round stores all the visits) and times
 that request. The others' latency is reported twice: for the requests that overlapped the bulk
 creation ("during"), and over the same load without any bulk creation ("without", measured first, in
-the same run). No uploader runs: the upload's rows stay pending.
+the same run). Where the rows are made by the uploader (shared.db.bulk.expand, one INSERT ... SELECT),
+this process makes them right after the answer, as the uploader would, and "during" covers that too: the
+other requests then share PostgreSQL with the 120k-row insert. No upload is sent to Metrika.
 """
 
 from __future__ import annotations
@@ -124,18 +126,30 @@ async def _others(
 
 
 async def _bulk(
-    session: aiohttp.ClientSession, gateway: str, task_id: uuid.UUID, target: str, after_s: float
-) -> tuple[float, float, int]:
+    session: aiohttp.ClientSession,
+    gateway: str,
+    pool: asyncpg.Pool,
+    task_id: uuid.UUID,
+    target: str,
+    after_s: float,
+) -> tuple[float, float, float | None]:
+    """(start, answered, rows made) in perf_counter seconds; rows made is None where the request made them."""
     await asyncio.sleep(after_s)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     started = time.perf_counter()
     async with session.post(
         f"{gateway}/conversions/bulk", json={"task_id": str(task_id), "target": target}, headers=auth
     ) as resp:
-        await resp.read()
+        answer = await resp.json()
         if resp.status >= 300:
-            raise RuntimeError(f"bulk: HTTP {resp.status}: {await resp.text()}")
-    return started, time.perf_counter(), resp.status
+            raise RuntimeError(f"bulk: HTTP {resp.status}: {answer}")
+    answered = time.perf_counter()
+    try:
+        from shared.db import bulk
+    except ImportError:  # the code before bulk uploads in SQL: the request stored the rows
+        return started, answered, None
+    await bulk.expand(pool, uuid.UUID(answer["upload_id"]))  # what the uploader does when it takes it
+    return started, answered, time.perf_counter()
 
 
 async def run(args: argparse.Namespace) -> tuple[list[float], list[float], list[float]]:
@@ -182,16 +196,22 @@ async def run(args: argparse.Namespace) -> tuple[list[float], list[float], list[
                 for r in range(args.rounds):
                     spans = await _others(session, gateway, task_id, args.rate, args.seconds)
                     without += [(end - start) * 1000 for start, end in spans]
-                    spans, (b_start, b_end, _) = await asyncio.gather(
+                    spans, (b_start, b_answered, b_made) = await asyncio.gather(
                         _others(session, gateway, task_id, args.rate, args.seconds),
-                        _bulk(session, gateway, task_id, f"bulk{r}", 1.0),
+                        _bulk(session, gateway, pool, task_id, f"bulk{r}", 1.0),
                     )
-                    created.append(b_end - b_start)
+                    created.append(b_answered - b_start)
+                    b_end = b_answered if b_made is None else b_made
                     overlapping = [(s, e) for s, e in spans if s < b_end and e > b_start]
                     these = [(end - start) * 1000 for start, end in overlapping]
                     during += these
+                    made = (
+                        ""
+                        if b_made is None
+                        else f", rows made by the uploader in {b_made - b_answered:.3f} s"
+                    )
                     print(
-                        f"round {r + 1}: bulk created in {created[-1]:.3f} s;"
+                        f"round {r + 1}: bulk created in {created[-1]:.3f} s{made};"
                         f" {len(overlapping)} other requests overlapped it, p99 {_pct(these, 99):.1f} ms",
                         flush=True,
                     )
