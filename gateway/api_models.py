@@ -848,6 +848,7 @@ _RUN_EXAMPLE: dict[str, Any] = {
     "task_id": _TASK,
     "status": "uploaded",
     "upload_id": _UPLOAD,
+    "upload_status": "processed",
     "note": None,
     "created_at": "2026-11-26T00:00:04.512001+00:00",
 }
@@ -879,6 +880,11 @@ class ScheduleRun(BaseModel):
         "uploaded (its upload was created: upload_id), failed (its task failed: note)"
     )
     upload_id: uuid.UUID | None = Field(description="The upload made of it (GET /conversions/{id}/status)")
+    upload_status: Literal["accepted", "pending", "uploaded", "processing", "processed", "error"] | None = (
+        Field(
+            description="That upload's status now (processed: Metrika has every row; error: see its status)"
+        )
+    )
     note: str | None = Field(description="Why it failed, or what its upload holds")
     created_at: dt.datetime
 

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from gateway import keys, pages, timestamps
 from gateway.bodies import parse_body, parse_query
+from gateway.conversions import upload_status_word
 from shared import errors, schedule_days
 from shared.db import schedules
 from shared.schemas import ScheduleCreate, ScheduleUpdate
@@ -145,6 +146,7 @@ async def _schedule(request: web.Request, row: asyncpg.Record) -> dict[str, Any]
                 "task_id": row["last_task_id"],
                 "status": row["last_status"],
                 "upload_id": row["last_upload_id"],
+                "upload_status": row["last_upload_status"],
                 "note": row["last_note"],
                 "created_at": row["last_created_at"],
             }
@@ -171,6 +173,8 @@ def _run(run: Any) -> dict[str, Any]:
         "task_id": str(run["task_id"]),
         "status": run["status"],
         "upload_id": str(run["upload_id"]) if run["upload_id"] is not None else None,
+        # the upload's own status, as GET /conversions/{upload_id}/status words it
+        "upload_status": upload_status_word(run["upload_status"]) if run["upload_status"] else None,
         "note": run["note"],
         "created_at": timestamps.iso(run["created_at"]),
     }

@@ -27,7 +27,8 @@ SELECT s.id, s.counter, s.run_at, s.upload_target, s.paused, s.first_day, s.call
        (SELECT max(d.day) FROM schedule_runs d WHERE d.counter = s.counter AND d.kind = 'score')
            AS last_scored,
        l.day AS last_day, l.kind AS last_kind, l.task_id AS last_task_id, l.status AS last_status,
-       l.upload_id AS last_upload_id, l.note AS last_note, l.created_at AS last_created_at
+       l.upload_id AS last_upload_id, l.note AS last_note, l.created_at AS last_created_at,
+       (SELECT b.status FROM batches b WHERE b.id = l.upload_id) AS last_upload_status
 FROM ({source}) s
 LEFT JOIN LATERAL (
     SELECT * FROM schedule_runs r WHERE r.schedule_id = s.id ORDER BY r.day DESC, r.created_at DESC LIMIT 1
@@ -66,9 +67,11 @@ RETURNING id
 DELETE = "DELETE FROM schedules WHERE id = $1 RETURNING id"
 COUNT_RUNS = "SELECT count(*) FROM schedule_runs WHERE schedule_id = $1"
 PAGE_RUNS = """
-SELECT day, kind, task_id, status, upload_id, note, created_at, updated_at FROM schedule_runs
-WHERE schedule_id = $1
-ORDER BY day DESC, created_at DESC
+SELECT r.day, r.kind, r.task_id, r.status, r.upload_id, r.note, r.created_at, r.updated_at,
+       b.status AS upload_status
+FROM schedule_runs r LEFT JOIN batches b ON b.id = r.upload_id
+WHERE r.schedule_id = $1
+ORDER BY r.day DESC, r.created_at DESC
 LIMIT $2 OFFSET $3
 """
 

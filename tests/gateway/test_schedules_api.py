@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from shared import schedule_days
 from shared.crypto import TokenCipher
-from shared.db import tasks
+from shared.db import batches, tasks
 from tests.scheduler.test_scheduler import MOSCOW, runs, scheduler
 
 COUNTER = 4242
@@ -129,6 +129,7 @@ async def test_runs_as_the_api_shows_them(gateway, settings, pool):
         "task_id": str(run["task_id"]),
         "status": "failed",
         "upload_id": None,
+        "upload_status": None,
         "note": "Invalid oauth_token",
     }
     resp = await gateway.get(url + "/runs")
@@ -142,6 +143,16 @@ async def test_runs_as_the_api_shows_them(gateway, settings, pool):
     # yesterday has its run: the next one is tomorrow's, at 00:00 Moscow
     tomorrow = schedule_days.local_today(now, MOSCOW) + dt.timedelta(days=1)
     assert at(detail["next_run_at"]) == dt.datetime.combine(tomorrow, dt.time(0), tzinfo=MOSCOW)
+    # a run with an upload shows that upload's own status, as GET /conversions/{id}/status words it
+    upload_id = uuid.uuid4()
+    await batches.insert_batch(pool, upload_id, "bulk", COUNTER, b"x", "pending", task_id=run["task_id"])
+    await pool.execute("UPDATE schedule_runs SET status = 'uploaded', upload_id = $1", upload_id)
+    for status, shown_as in (("pending", "pending"), ("completed", "processed"), ("error", "error")):
+        await pool.execute("UPDATE batches SET status = $2 WHERE id = $1", upload_id, status)
+        (shown,) = (await (await gateway.get(url + "/runs")).json())["data"]
+        last = (await (await gateway.get(url)).json())["last_run"]
+        assert shown["upload_id"] == str(upload_id) and shown["upload_status"] == shown_as
+        assert last["upload_status"] == shown_as
 
 
 async def test_a_counter_in_another_zone_runs_on_its_own_clock(gateway):
