@@ -130,7 +130,10 @@ export function detail(view, scheduleId) {
           ['Kind', (r) => r.kind],
           ['Status', (r) => badge(r.status)],
           ['Task', (r) => link(r.task_id.slice(0, 8), 'tasks', r.task_id)],
-          ['Upload', (r) => (r.upload_id ? link(r.upload_id.slice(0, 8), 'uploads', r.upload_id) : '—')],
+          ['Upload', (r) => (r.upload_id
+            ? h('span', { class: 'nowrap' }, link(r.upload_id.slice(0, 8), 'uploads', r.upload_id), ' ',
+              r.upload_status ? badge(r.upload_status) : '')
+            : '—')],
           ['Note', (r) => (r.note ? h('span', { class: r.status === 'failed' ? 'error-text' : '' }, r.note) : '')],
           ['Started', (r) => time(r.created_at)],
         ], page.data, 'No run yet: the first one starts at the next run time.'),
