@@ -1,5 +1,6 @@
 """`make demo`: the stack on loopback and the sandbox: score a past day, upload its level-4+ visits and a
-webhook batch as offline conversions, print what happened, stop."""
+webhook batch as offline conversions, make a counter's daily schedule and wait for its first run, print
+what happened, stop."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from shared import broker
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "demo-key"
 COUNTER = 123456
+SCHEDULED_COUNTER = 54000123  # the sandbox puts counters 54xxxxxx in Asia/Novosibirsk (docs/sandbox.md)
 
 
 def free_port() -> int:
@@ -58,6 +60,7 @@ class Stack:
             "WORK_DIR": str(self.logs / "work"),
             "LOGS_POLL_INITIAL_S": "0.5",
             "UPLOAD_POLL_S": "0.5",
+            "SCHEDULER_INTERVAL_S": "1",
         }
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -241,6 +244,61 @@ async def upload_conversions(session: aiohttp.ClientSession, gateway: str, outco
     show_upload("amoCRM batch", final)
 
 
+async def daily_schedule(session: aiohttp.ClientSession, gateway: str) -> None:
+    print(
+        f"\nthe daily job: counter {SCHEDULED_COUNTER} scored every day at 00:00 its time, "
+        "level-4+ visits uploaded (goal '4plus')..."
+    )
+    body = {
+        "counter": SCHEDULED_COUNTER,
+        "token": "sandbox-token",
+        "time": "00:00",
+        "upload": {"target": "4plus"},
+    }
+    async with session.post(f"{gateway}/schedules", json=body) as resp:
+        schedule = await resp.json()
+    if resp.status != 201:
+        raise SystemExit(f"schedule refused: {schedule}")
+    next_run = dt.datetime.fromisoformat(schedule["next_run_at"])
+    due = " (passed: made now)" if next_run <= dt.datetime.now(dt.UTC) else ""
+    print(
+        f"schedule {schedule['schedule_id']}: counter {schedule['counter']} at {schedule['time']} "
+        f"{schedule['timezone']}, next run {next_run:%Y-%m-%d %H:%M} UTC{due}"
+    )
+    # 00:00 has passed today in the counter's zone: the scheduler (every SCHEDULER_INTERVAL_S) makes the run
+    # for the counter's local yesterday at once, then uploads its level-4+ visits when the task completes
+    runs_url = f"{gateway}/schedules/{schedule['schedule_id']}/runs"
+    deadline = time.monotonic() + 120
+    while True:
+        async with session.get(runs_url) as resp:
+            runs = (await resp.json())["data"]
+        if runs and runs[-1]["status"] in ("uploaded", "completed", "failed"):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the schedule made no finished run; see .run/demo/scheduler.log ({runs})")
+        await asyncio.sleep(0.5)
+    first = runs[-1]
+    async with session.get(f"{gateway}/tasks/{first['task_id']}/status") as resp:
+        status = await resp.json()
+    print(
+        f"first run: {first['date']} (the counter's yesterday), task {first['task_id']}: {status['status']}"
+    )
+    if first["status"] == "failed":
+        raise SystemExit(f"the run failed: {first['note']}")
+    async with session.get(f"{gateway}/tasks/{first['task_id']}/result", params={"limit": 1}) as resp:
+        found = (await resp.json())["pagination"]["total"]
+    total = status.get("total_visits") or 0
+    share = f"{100 * found / total:.1f}%" if total else "n/a"
+    print(f"level-4+ visits: {found} of {total} visits ({share})")
+    if first["upload_id"] is None:
+        print(f"run {first['status']}: {first['note']}")
+        return
+    show_upload(
+        f"scheduled upload {first['upload_id']}",
+        await wait_final(session, f"{gateway}/conversions/{first['upload_id']}/status"),
+    )
+
+
 async def run(stack: Stack) -> None:
     gateway = f"http://127.0.0.1:{stack.gateway_port}"
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -251,12 +309,14 @@ async def run(stack: Stack) -> None:
         await wait_http(session, f"{gateway}/health", "gateway")
         stack.start("scorer")
         stack.start("uploader")
+        stack.start("scheduler")
         print(
             f"stack up: gateway {gateway}, sandbox http://127.0.0.1:{stack.sandbox_port} (logs in .run/demo/)"
         )
         outcome = await score_a_day(session, gateway, dt.date.today() - dt.timedelta(days=1))
         summary(outcome)
         await upload_conversions(session, gateway, outcome)
+        await daily_schedule(session, gateway)
 
 
 def main() -> None:
