@@ -6,6 +6,8 @@ Nothing here is held in process memory: a run is claimed by its (counter, day, k
 transaction that inserts its task and the task's outbox message, so any number of replicas and restarts
 make one run per counter, day and kind; a finished run is followed up under its row lock (SKIP LOCKED).
 A counter that fails (a bad token, an unknown zone) is logged and skipped: the others go on.
+Each tick is counted in shared/metrics.py (runs claimed, follow-ups by outcome, its time, the last one that
+worked, and the gauges of schedules and runs waiting read at its end): README "Monitoring".
 """
 
 from __future__ import annotations
@@ -92,13 +94,24 @@ class Scheduler:
                         raise  # Postgres is away: the next tick tries again
                     logger.warning("schedule %s (counter %s): %r", schedule["id"], schedule["counter"], exc)
             await self.follow_up()
+            await self._read_gauges()
+        metrics.SCHEDULER_LAST_TICK.set(time.time())
+
+    async def _read_gauges(self) -> None:
+        """Schedules by state and runs waiting, from Postgres; a read that fails otherwise than by Postgres
+        being away (its statement timeout) keeps the last values and fails nothing else."""
+        try:
             async with self._pool.acquire() as conn:
                 by_state, waiting = await schedules.gauges(conn)
+        except Exception as exc:
+            if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
+                raise
+            logger.warning("scheduler metrics: could not read the schedules' gauges (%r)", exc)
+            return
         for state, n in by_state.items():
             metrics.SCHEDULER_SCHEDULES.labels(state).set(n)
         for kind, n in waiting.items():
             metrics.SCHEDULER_RUNS_WAITING.labels(kind).set(n)
-        metrics.SCHEDULER_LAST_TICK.set(time.time())
 
     async def _claim_due(self, schedule: asyncpg.Record, now: dt.datetime) -> None:
         token = self._cipher.decrypt_or_none(schedule["token_enc"])
