@@ -6,6 +6,8 @@ Nothing here is held in process memory: a run is claimed by its (counter, day, k
 transaction that inserts its task and the task's outbox message, so any number of replicas and restarts
 make one run per counter, day and kind; a finished run is followed up under its row lock (SKIP LOCKED).
 A counter that fails (a bad token, an unknown zone) is logged and skipped: the others go on.
+Each tick is counted in shared/metrics.py (runs claimed, follow-ups by outcome, its time, the last one that
+worked, and the gauges of schedules and runs waiting read at its end): README "Monitoring".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -21,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from shared import broker, errors, logs, schedule_days
+from shared import broker, errors, logs, metrics, schedule_days
 from shared.crypto import TokenCipher
 from shared.db import bulk, outbox, schedules, tasks
 from shared.schemas import ScoreTask
@@ -80,18 +83,43 @@ class Scheduler:
                 await asyncio.wait_for(stop.wait(), timeout=self._interval_s)
 
     async def tick(self, now: dt.datetime) -> None:
-        """Claim every run due at `now` (aware), then follow up the runs whose task finished."""
-        for schedule in await schedules.active(self._pool):
-            try:
-                await self._claim_due(schedule, now)
-            except Exception as exc:
-                if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
-                    raise  # Postgres is away: the next tick tries again
-                logger.warning("schedule %s (counter %s): %r", schedule["id"], schedule["counter"], exc)
-        await self.follow_up()
+        """Claim every run due at `now` (aware), then follow up the runs whose task finished; then read the
+        gauges of schedules and runs waiting (metrics)."""
+        with metrics.SCHEDULER_TICK_SECONDS.time():
+            for schedule in await schedules.active(self._pool):
+                try:
+                    await self._claim_due(schedule, now)
+                except Exception as exc:
+                    if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
+                        raise  # Postgres is away: the next tick tries again
+                    logger.warning("schedule %s (counter %s): %r", schedule["id"], schedule["counter"], exc)
+            await self.follow_up()
+            await self._read_gauges()
+        metrics.SCHEDULER_LAST_TICK.set(time.time())
+
+    async def _read_gauges(self) -> None:
+        """Schedules by state and runs waiting, from Postgres; a read that fails otherwise than by Postgres
+        being away (its statement timeout) keeps the last values and fails nothing else."""
+        try:
+            async with self._pool.acquire() as conn:
+                by_state, waiting = await schedules.gauges(conn)
+        except Exception as exc:
+            if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
+                raise
+            logger.warning("scheduler metrics: could not read the schedules' gauges (%r)", exc)
+            return
+        for state, n in by_state.items():
+            metrics.SCHEDULER_SCHEDULES.labels(state).set(n)
+        for kind, n in waiting.items():
+            metrics.SCHEDULER_RUNS_WAITING.labels(kind).set(n)
 
     async def _claim_due(self, schedule: asyncpg.Record, now: dt.datetime) -> None:
-        zone = await self._zone_of(schedule["counter"], self._cipher.decrypt_or_none(schedule["token_enc"]))
+        token = self._cipher.decrypt_or_none(schedule["token_enc"])
+        try:
+            zone = await self._zone_of(schedule["counter"], token)
+        except Exception:
+            metrics.COUNTER_ZONE_FAILURES.labels("skipped").inc()
+            raise
         run_at = schedule["run_at"]
         days = schedule_days.score_days(now, run_at, zone, schedule["first_day"])
         if days:
@@ -126,6 +154,7 @@ class Scheduler:
                 outbox_id = await outbox.add(conn, broker.SCORE_TASKS, message, headers)
         except _Taken:
             return
+        metrics.SCHEDULER_RUNS.labels(kind).inc()
         logger.info("schedule %s: %s run of %s, task %s", schedule["id"], kind, day, task_id)
         if self._publisher is not None:
             await self._publisher.publish_now([outbox_id], broker.SCORE_TASKS, message, headers)
@@ -137,6 +166,7 @@ class Scheduler:
         seen: set[tuple[int, dt.date, str]] = set()
         while done < FOLLOW_UPS_PER_TICK:
             made: bulk.BulkCreated | None = None
+            outcome = "upload_error"
             async with self._pool.acquire() as conn, conn.transaction():
                 run = await schedules.lock_finished(conn)
                 if run is None:
@@ -147,7 +177,7 @@ class Scheduler:
                 seen.add(key)
                 try:
                     async with conn.transaction():  # a savepoint: a failed upload leaves the run waiting
-                        made = await self._finish(conn, run)
+                        outcome, made = await self._finish(conn, run)
                 except Exception as exc:
                     if errors.is_unavailable(exc) and isinstance(exc, (OSError, asyncpg.PostgresError)):
                         raise
@@ -156,6 +186,7 @@ class Scheduler:
                     )
                     await schedules.note(conn, run, f"upload not created yet: {exc}")
             done += 1
+            metrics.SCHEDULER_FOLLOW_UPS.labels(outcome).inc()
             if made is not None and made.outbox_id is not None and made.message is not None:
                 if self._publisher is not None:
                     await self._publisher.publish_now(
@@ -163,14 +194,17 @@ class Scheduler:
                     )
         return done
 
-    async def _finish(self, conn: asyncpg.Connection, run: asyncpg.Record) -> bulk.BulkCreated | None:
-        """The run's status, and its upload (returned when one was stored)."""
+    async def _finish(
+        self, conn: asyncpg.Connection, run: asyncpg.Record
+    ) -> tuple[str, bulk.BulkCreated | None]:
+        """The run's status, and its upload (returned when one was stored); with the follow-up's outcome
+        (metrics: uploaded, completed, failed, nothing_new)."""
         if run["task_status"] == "failed":
             await schedules.finish(conn, run, "failed", note=run["task_error"])
-            return None
+            return "failed", None
         if run["upload_target"] is None:
             await schedules.finish(conn, run, "completed")
-            return None
+            return "completed", None
         # the zone was asked for when the run was claimed: cached by now
         zone = await self._zone_of(run["counter"], self._cipher.decrypt_or_none(run["token_enc"]))
         batch_id = uuid.uuid4()
@@ -188,13 +222,13 @@ class Scheduler:
         )
         if made.created:
             await schedules.finish(conn, run, "uploaded", batch_id)
-            return made
+            return "uploaded", made
         note = (
             f"nothing new to upload: of {made.visits} level-4+ visits, {made.already_sent} were sent before, "
             f"{made.too_old} are too old"
         )
         await schedules.finish(conn, run, "completed", None, note)
-        return None
+        return "nothing_new", None
 
 
 class _Taken(Exception):

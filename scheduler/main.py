@@ -1,5 +1,6 @@
-"""The scheduler's composition root: the loop over schedules, and the outbox relay that publishes the
-tasks it creates (any number of replicas may run: Postgres decides which one makes each run)."""
+"""The scheduler's composition root: the loop over schedules, the outbox relay that publishes the tasks it
+creates (any number of replicas may run: Postgres decides which one makes each run), and its GET /metrics
+(on HOST:METRICS_PORT, by default SCHEDULER_METRICS_PORT)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from scheduler.loop import Clock, Scheduler, ZoneOf, utc_now
-from shared import broker, db
+from shared import broker, db, metrics
 from shared.counter_zones import CounterZones
 from shared.crypto import TokenCipher
 from shared.relay import OutboxRelay
-from shared.settings import Settings
+from shared.settings import SCHEDULER_METRICS_PORT, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ async def main(
     name = f"{settings.queue_prefix} scheduler"
     relay = OutboxRelay(pool, settings.amqp_url, topology, settings.outbox_interval_s, name=name)
     session = aiohttp.ClientSession()
+    metrics_port = SCHEDULER_METRICS_PORT if settings.metrics_port is None else settings.metrics_port
     try:
         await relay.try_connect()
         scheduler = Scheduler(
@@ -41,13 +43,14 @@ async def main(
             publisher=relay,
             clock=clock,
         )
-        relaying = asyncio.create_task(relay.run(stop), name="outbox relay")
-        logger.info("scheduler ready (every %.1fs)", settings.scheduler_interval_s)
-        try:
-            await scheduler.run(stop)
-        finally:
-            stop.set()
-            await relaying
+        async with metrics.endpoint(settings.host, metrics_port):
+            relaying = asyncio.create_task(relay.run(stop), name="outbox relay")
+            logger.info("scheduler ready (every %.1fs)", settings.scheduler_interval_s)
+            try:
+                await scheduler.run(stop)
+            finally:
+                stop.set()
+                await relaying
     finally:
         await relay.close()
         await session.close()

@@ -21,8 +21,8 @@ APP_SERVICES: dict[str, tuple[list[str], int]] = {
 }
 INFRASTRUCTURE = ("postgres", "rabbitmq")
 SECRETS = ("API_KEYS", "TOKEN_ENCRYPTION_KEY", "NOTIFY_SIGNING_KEY")
-# the services that serve HTTP (gateway: /health; consumers: /metrics); the scheduler serves none yet
-HEALTHCHECKED = ("postgres", "rabbitmq", "gateway", "scorer", "uploader")
+# the services that serve HTTP (gateway: /health; scorer, uploader, scheduler: /metrics)
+HEALTHCHECKED = ("postgres", "rabbitmq", "gateway", "scorer", "uploader", "scheduler")
 
 
 def _replicas(service: dict[str, Any]) -> int:
@@ -68,8 +68,16 @@ def problems(stack: dict[str, Any], *, sandbox_profile: bool = False) -> list[st
             found.append(f"{name}: restart policy {service.get('restart')!r}")
     for name in HEALTHCHECKED:
         service = services.get(name)
-        if service is not None and not (service.get("healthcheck") or {}).get("test"):
+        if service is None:
+            continue
+        test = (service.get("healthcheck") or {}).get("test")
+        if not test:
             found.append(f"{name}: no healthcheck")
+            continue
+        # a service serving /metrics on METRICS_PORT is checked on that port
+        port = (service.get("environment") or {}).get("METRICS_PORT")
+        if port and f":{port}/metrics" not in " ".join(map(str, test)):
+            found.append(f"{name}: its healthcheck does not GET /metrics on its METRICS_PORT {port}")
     return found
 
 

@@ -48,7 +48,7 @@ up() {
 stack is up (logs and PIDs in $RUN/):
   gateway   http://127.0.0.1:$PORT     API key: $API_KEYS   (Authorization: Bearer $API_KEYS)
   sandbox   $METRIKA_API_URL   (METRIKA_API_URL; accepts the token sandbox-token)
-  metrics   http://127.0.0.1:$PORT/metrics, scorer :9101/metrics, uploader :9102/metrics
+  metrics   http://127.0.0.1:$PORT/metrics, scorer :9101/metrics, uploader :9102/metrics, scheduler :9103/metrics
 try:
   curl -s -X POST http://127.0.0.1:$PORT/tasks -H 'Authorization: Bearer $API_KEYS' \\
        -H 'Content-Type: application/json' -d '{"date": "$(date -d yesterday +%F)", "counter": 123456}'

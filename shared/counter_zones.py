@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiohttp
 import asyncpg
 
+from shared import metrics
 from shared.db import counter_zones
 from shared.metrika import MetrikaApi, MetrikaError
 from shared.settings import Settings
@@ -145,6 +146,7 @@ class CounterZones:
 
     def _failed(self, counter: int, token: str, kept: ZoneInfo | None, reason: str) -> ZoneInfo:
         zone = kept or self._fallback
+        metrics.COUNTER_ZONE_FAILURES.labels("fallback").inc()
         if counter not in self._warned:
             self._warned.add(counter)
             used = f"the zone read before, {zone.key}" if kept else f"COUNTER_TIMEZONE {zone.key}"

@@ -90,6 +90,42 @@ LOGS_API_SECONDS = Histogram(
     ["stage"],
     buckets=_LONG,
 )
+# every service that looks up counters' time zones (shared/counter_zones.py; the scheduler's loop)
+COUNTER_ZONE_FAILURES = Counter(
+    "metrika_score_counter_zone_failures",
+    "Look-ups of a counter's time zone that failed, by outcome (fallback: the Management API failed or named"
+    " an unknown zone, the zone kept or COUNTER_TIMEZONE is used; skipped: the scheduler could not look the"
+    " zone up and skipped the counter's schedule for this tick)",
+    ["outcome"],
+)
+# scheduler (scheduler/loop.py)
+SCHEDULER_RUNS = Counter(
+    "metrika_score_scheduler_runs", "Runs claimed (each with its task), by kind (score, rescore)", ["kind"]
+)
+SCHEDULER_FOLLOW_UPS = Counter(
+    "metrika_score_scheduler_follow_ups",
+    "Runs whose task finished, followed up, by outcome (uploaded, completed, failed, nothing_new: a completed"
+    " run with nothing new to upload, upload_error: its upload could not be made, tried again next tick)",
+    ["outcome"],
+)
+SCHEDULER_TICK_SECONDS = Histogram(
+    "metrika_score_scheduler_tick_seconds",
+    "Time of one scheduler tick (claims and follow-ups), failed ticks included",
+    buckets=_LATENCY,
+)
+SCHEDULER_LAST_TICK = Gauge(
+    "metrika_score_scheduler_last_tick_timestamp_seconds",
+    "Unix time at which this scheduler's last successful tick ended (0: none yet)",
+)
+# read from Postgres at the end of each tick (every replica reports the same values: aggregate with max)
+SCHEDULER_SCHEDULES = Gauge(
+    "metrika_score_scheduler_schedules", "Schedules by state (active, paused)", ["state"]
+)
+SCHEDULER_RUNS_WAITING = Gauge(
+    "metrika_score_scheduler_runs_waiting",
+    "Runs waiting for their task to finish (status scoring), by kind (score, rescore)",
+    ["kind"],
+)
 
 # how long the gateway reads the state (below) when it is scraped, at most (Prometheus waits 10 s)
 STATE_TIMEOUT_S = 3.0
@@ -189,8 +225,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 @asynccontextmanager
 async def endpoint(host: str, port: int) -> AsyncIterator[int | None]:
-    """GET /metrics of a consumer on `host:port` while the block runs (port 0: none); yields the port,
-    or None when off. A port that cannot be bound is logged, and the service runs on without metrics."""
+    """GET /metrics of a consumer (or the scheduler) on `host:port` while the block runs (port 0: none);
+    yields the port, or None when off. A port that cannot be bound is logged, and the service runs on
+    without metrics."""
     if not port:
         yield None
         return

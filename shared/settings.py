@@ -12,6 +12,7 @@ YANDEX_API_URL = "https://api-metrika.yandex.net"
 # the port of a consumer's GET /metrics when METRICS_PORT is not set
 SCORER_METRICS_PORT = 9101
 UPLOADER_METRICS_PORT = 9102
+SCHEDULER_METRICS_PORT = 9103
 # TOKEN_ENCRYPTION_KEY of a development stack that sets none (published here, so never for real tokens)
 DEVELOPMENT_TOKEN_KEY = "dev-only-change-me"
 # NOTIFY_SIGNING_KEY of a development stack that sets none (published too: a local receiver can verify)
@@ -134,9 +135,9 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(default=30.0, gt=0)
 
     # monitoring (README "Monitoring"): the gateway's GET /metrics asks for `Authorization: Bearer
-    # <metrics_token>` when one is set (else it is open, like /health); a scorer or an uploader serves
-    # GET /metrics on HOST:METRICS_PORT, unset: its default (SCORER_METRICS_PORT, UPLOADER_METRICS_PORT),
-    # 0: none
+    # <metrics_token>` when one is set (else it is open, like /health); a scorer, an uploader or a scheduler
+    # serves GET /metrics on HOST:METRICS_PORT, unset: its default (SCORER_METRICS_PORT,
+    # UPLOADER_METRICS_PORT, SCHEDULER_METRICS_PORT), 0: none
     metrics_token: SecretStr | None = None
     metrics_port: int | None = Field(default=None, ge=0, lt=65536)
     # notifications (shared/notify.py): the signed summary POSTed to a task's, upload's or webhook's

@@ -125,6 +125,14 @@ UPDATE schedule_runs SET status = $4, upload_id = $5, note = $6, updated_at = no
 WHERE counter = $1 AND day = $2 AND kind = $3
 """
 
+# the scheduler's gauges (metrics), read at the end of each tick, each from an index: all schedules from
+# their counters' (index-only), the paused from schedules_paused, the runs waiting from schedule_runs_open
+SCHEDULES_BY_STATE = """
+SELECT (SELECT count(*) FROM schedules) AS total, (SELECT count(*) FROM schedules WHERE paused) AS paused
+"""
+RUNS_WAITING = "SELECT kind, count(*) AS n FROM schedule_runs WHERE status = 'scoring' GROUP BY kind"
+STATEMENT_TIMEOUT = "SET LOCAL statement_timeout = '2s'"
+
 
 class NewSchedule(NamedTuple):
     id: uuid.UUID
@@ -239,3 +247,16 @@ async def finish(
 async def note(db: Executor, run: asyncpg.Record, text: str) -> None:
     """Write why a run's follow-up waits (it is tried again, after the other runs waiting)."""
     await db.execute(NOTE, run["counter"], run["day"], run["kind"], text)
+
+
+async def gauges(conn: asyncpg.Connection) -> tuple[dict[str, float], dict[str, float]]:
+    """({"active": n, "paused": n}, {"score": n, "rescore": n}: the runs waiting for their task), read in one
+    transaction under a 2 s statement timeout."""
+    async with conn.transaction(readonly=True):
+        await conn.execute(STATEMENT_TIMEOUT)
+        row = await conn.fetchrow(SCHEDULES_BY_STATE)
+        by_state = {"active": float(row["total"] - row["paused"]), "paused": float(row["paused"])}
+        waiting = {"score": 0.0, "rescore": 0.0}
+        for row in await conn.fetch(RUNS_WAITING):
+            waiting[row["kind"]] = float(row["n"])
+    return by_state, waiting

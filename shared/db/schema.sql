@@ -395,3 +395,6 @@ ALTER TABLE log_requests ADD COLUMN IF NOT EXISTS kept boolean NOT NULL DEFAULT 
 -- once, by its last day to finish.
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS released boolean NOT NULL DEFAULT true;
 CREATE INDEX IF NOT EXISTS tasks_unreleased ON tasks (parent_id, day) WHERE NOT released AND status = 'pending';
+-- issue 12: scheduler metrics. The paused schedules, counted at the end of each scheduler tick (the gauge
+-- metrika_score_scheduler_schedules) without reading the table
+CREATE INDEX IF NOT EXISTS schedules_paused ON schedules (counter) WHERE paused;

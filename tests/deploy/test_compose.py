@@ -56,6 +56,16 @@ def test_the_check_finds_a_stack_that_differs() -> None:
     assert any("services started by default" in p for p in found)
 
 
+def test_every_metrics_port_is_healthchecked() -> None:
+    stack = copy.deepcopy(_stack())
+    assert stack["services"]["scheduler"]["environment"]["METRICS_PORT"] == "9103"
+    del stack["services"]["scheduler"]["healthcheck"]
+    stack["services"]["uploader"]["environment"]["METRICS_PORT"] = "9202"
+    found = problems(stack)
+    assert "scheduler: no healthcheck" in found
+    assert "uploader: its healthcheck does not GET /metrics on its METRICS_PORT 9202" in found
+
+
 def test_the_image_carries_every_package_compose_runs() -> None:
     allowed = (ROOT / ".dockerignore").read_text().split()
     for package in ("shared", "gateway", "scorer", "uploader", "scheduler", "sandbox", "models"):

@@ -41,6 +41,9 @@ QUERIES = {
     "runs page": (schedules.PAGE_RUNS, SCHEDULE, 100, 0),
     "count runs": (schedules.COUNT_RUNS, SCHEDULE),
     "update": (schedules.UPDATE, SCHEDULE, None, None, False, None, False, LAST, False, None),
+    # the gauges read at the end of each tick (metrics)
+    "schedules by state": (schedules.SCHEDULES_BY_STATE,),
+    "runs waiting": (schedules.RUNS_WAITING,),
 }
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
 
 from sandbox.app import COUNTERS, FAULTS, REQUEST_LOG
 from shared.counter_zones import CounterZones
@@ -68,10 +69,12 @@ async def test_an_old_answer_is_asked_again(sandbox, pool, http, settings) -> No
 
 async def test_a_failing_api_falls_back_and_is_logged_once(zones, sandbox, caplog) -> None:
     sandbox.app[FAULTS].add(rf"/counter/{NOVOSIBIRSK_COUNTER}$", 503, times=None)
+    failures_before = _zone_failures()
     with caplog.at_level(logging.WARNING, logger="shared.counter_zones"):
         assert await zones.zone(NOVOSIBIRSK_COUNTER, TOKEN) == MOSCOW
         assert await zones.zone(NOVOSIBIRSK_COUNTER, TOKEN) == MOSCOW
     assert asked(sandbox, NOVOSIBIRSK_COUNTER) == 1  # not asked again before COUNTER_ZONE_RETRY_S
+    assert _zone_failures() == failures_before + 1  # counted per failed look-up (metrics)
     warnings = [r.getMessage() for r in caplog.records if r.name == "shared.counter_zones"]
     assert len(warnings) == 1
     assert "COUNTER_TIMEZONE Europe/Moscow" in warnings[0] and "503" in warnings[0]
@@ -124,3 +127,8 @@ async def test_today_is_the_counters_date(zones, sandbox) -> None:
     moment = dt.datetime(2025, 7, 1, 19, 30, tzinfo=dt.UTC)
     assert await zones.today(NOVOSIBIRSK_COUNTER, TOKEN, moment) == dt.date(2025, 7, 2)
     assert await zones.today(MOSCOW_COUNTER, TOKEN, moment) == dt.date(2025, 7, 1)
+
+
+def _zone_failures() -> float:
+    labels = {"outcome": "fallback"}
+    return REGISTRY.get_sample_value("metrika_score_counter_zone_failures_total", labels) or 0.0
