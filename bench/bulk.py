@@ -28,7 +28,6 @@ import time
 import uuid
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import asyncpg
 
@@ -36,14 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import free_port, wait_http  # noqa: E402
-from shared import broker, db  # noqa: E402
+from bench.ingest import AMQP_URL, PG_ROOT, drop, free_port, wait_http  # noqa: E402
+from shared import db  # noqa: E402
 from shared.crypto import TokenCipher  # noqa: E402
 from shared.db import tasks  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API_KEY = "bench-bulk-key"
 KEY = "bench-bulk-token-key"
 COUNTER = 6161
@@ -221,18 +218,7 @@ async def run(args: argparse.Namespace) -> tuple[list[float], list[float], list[
             gw.terminate()
             gw.wait(timeout=30)
             await pool.close()
-            connection = await aio_pika.connect(AMQP_URL)
-            channel = await connection.channel()
-            topology = broker.Topology(prefix)
-            for key in broker.ROUTING_KEYS:
-                await channel.queue_delete(topology.queue(key))
-                await channel.queue_delete(topology.dead_queue(key))
-            await channel.exchange_delete(topology.exchange)
-            await channel.exchange_delete(topology.dead_exchange)
-            await connection.close()
-            admin = await asyncpg.connect(f"{PG_ROOT}/postgres")
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop(name, prefix)
     return created, during, without
 
 

@@ -29,14 +29,12 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import free_port, wait_http  # noqa: E402
+from bench.ingest import AMQP_URL, PG_ROOT, drop, free_port, wait_http  # noqa: E402
 from shared import broker, db  # noqa: E402
 from shared.crypto import TokenCipher  # noqa: E402
 from shared.db import batches  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 KEY = "bench-drain-key"
 PER_MESSAGE = 64
 
@@ -198,18 +196,7 @@ async def main() -> None:
         )
     finally:
         sandbox.terminate()
-        admin = await asyncpg.connect(f"{PG_ROOT}/postgres")
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-        connection = await aio_pika.connect(AMQP_URL)
-        channel = await connection.channel()
-        topology = broker.Topology(prefix)
-        for key in broker.ROUTING_KEYS:
-            await channel.queue_delete(topology.queue(key))
-            await channel.queue_delete(topology.dead_queue(key))
-        await channel.exchange_delete(topology.exchange)
-        await channel.exchange_delete(topology.dead_exchange)
-        await connection.close()
+        await drop(name, prefix)
 
 
 if __name__ == "__main__":

@@ -52,11 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import free_port, wait_http  # noqa: E402
+from bench.ingest import AMQP_URL, PG_ROOT, drop, free_port, wait_http  # noqa: E402
 from shared import broker, db  # noqa: E402
 
-PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API_KEY = "bench-e2e-key"
 KEY = "bench-e2e-token-key"
 LATENCY_S = 0.2
@@ -329,27 +327,8 @@ async def run(args: argparse.Namespace) -> list[Phase]:
             for proc in procs:
                 proc.wait(timeout=60)
             await pool.close()
-            await _cleanup(name, prefix)
+            await drop(name, prefix)
     return phases
-
-
-async def _cleanup(name: str, prefix: str) -> None:
-    connection = await aio_pika.connect(AMQP_URL)
-    try:
-        channel = await connection.channel()
-        topology = broker.Topology(prefix)
-        for key in broker.ROUTING_KEYS:
-            await channel.queue_delete(topology.queue(key))
-            await channel.queue_delete(topology.dead_queue(key))
-        await channel.exchange_delete(topology.exchange)
-        await channel.exchange_delete(topology.dead_exchange)
-    finally:
-        await connection.close()
-    admin = await asyncpg.connect(f"{PG_ROOT}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def purge(prefix: str) -> None:

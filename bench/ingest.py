@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import aio_pika
 import aiohttp
 import asyncpg
 
@@ -342,13 +343,12 @@ def _each(values: list[float]) -> str:
 
 
 async def drop(name: str, prefix: str) -> None:
+    """A bench run's database `name` and its queues and exchanges (QUEUE_PREFIX `prefix`), gone."""
     conn = await asyncpg.connect(f"{PG_ROOT}/postgres")
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
-    import aio_pika
-
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel()

@@ -34,15 +34,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.e2e import wait_consumers  # noqa: E402
-from bench.ingest import free_port, wait_http  # noqa: E402
+from bench.ingest import AMQP_URL, PG_ROOT, drop, free_port, wait_http  # noqa: E402
 from shared import broker, db  # noqa: E402
 from shared.crypto import TokenCipher  # noqa: E402
 from shared.db import tasks  # noqa: E402
 from shared.schemas import ScoreTask  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 KEY = "bench-scorers-key"
 RATIO_TARGET = 1.7
 
@@ -173,17 +171,9 @@ async def run(args: argparse.Namespace) -> dict[int, float]:
         finally:
             sandbox.terminate()
             sandbox.wait(timeout=30)
-            channel = await connection.channel()
-            for key in broker.ROUTING_KEYS:
-                await channel.queue_delete(topology.queue(key))
-                await channel.queue_delete(topology.dead_queue(key))
-            await channel.exchange_delete(topology.exchange)
-            await channel.exchange_delete(topology.dead_exchange)
             await connection.close()
             await pool.close()
-            admin = await asyncpg.connect(f"{PG_ROOT}/postgres")
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop(name, prefix)
     return per_minute
 
 

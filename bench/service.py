@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
-from bench.ingest import free_port, wait_http  # noqa: E402
+from bench.ingest import AMQP_URL, PG_ROOT, drop, free_port, wait_http  # noqa: E402
 from scorer import results, tsv  # noqa: E402
 from scorer.logs_api import LogsApiClient  # noqa: E402
 from shared import broker, db  # noqa: E402
@@ -63,8 +63,6 @@ from shared.db import tasks  # noqa: E402
 from shared.schemas import ScoreTask  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
-PG_ROOT = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432")
-AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 KEY = "bench-service-key"
 TOKEN = "sandbox-token"
 COUNTER = 5151
@@ -378,19 +376,10 @@ async def run(visits: int, rounds: int) -> dict[str, float]:
             for proc in procs:
                 proc.wait(timeout=60)
             if connection is not None:
-                channel = await connection.channel()
-                topology = broker.Topology(prefix)
-                for key in broker.ROUTING_KEYS:
-                    await channel.queue_delete(topology.queue(key))
-                    await channel.queue_delete(topology.dead_queue(key))
-                await channel.exchange_delete(topology.exchange)
-                await channel.exchange_delete(topology.dead_exchange)
                 await connection.close()
             if pool is not None:
                 await pool.close()
-            admin = await asyncpg.connect(f"{PG_ROOT}/postgres")
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+            await drop(name, prefix)
 
     def median(key: str) -> float:
         return float(statistics.median(getattr(r, key) for r in runs))
