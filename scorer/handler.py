@@ -69,10 +69,10 @@ class TaskLedger:
         self.pool, self.task_id, self.counter = pool, task_id, counter
 
     async def created(self, request_id: str, source: str) -> None:
-        await tasks.add_log_request(self.pool, self.counter, request_id, self.task_id, source)
+        await log_requests.add(self.pool, self.counter, request_id, self.task_id, source)
 
     async def released(self, request_id: str) -> None:
-        await tasks.release_log_request(self.pool, self.counter, request_id)
+        await log_requests.release(self.pool, self.counter, request_id)
 
     async def resumable(self, source: str) -> tuple[str, float] | None:
         return await log_requests.resumable(self.pool, self.task_id, source)
@@ -105,7 +105,7 @@ async def release_leftovers(
         if keep_kept and newest_kept.get(row["source"]) == row["request_id"]:
             continue
         if await deps.client(token_enc, row["counter"]).release(row["request_id"]):
-            await tasks.release_log_request(deps.pool, row["counter"], row["request_id"])
+            await log_requests.release(deps.pool, row["counter"], row["request_id"])
             logger.info("task %s: released log request %s of an earlier run", task_id, row["request_id"])
         else:
             left += 1

@@ -1,5 +1,6 @@
-"""Queries of the log_requests table for kept requests (a task that gave its turn back while Yandex was
-still preparing its logs goes on with the same requests on its next attempt)."""
+"""Queries of the log_requests table: every Logs API request a task created, until it is released
+(canceled or cleaned), and the kept ones (a task that gave its turn back while Yandex was still preparing
+its logs goes on with the same requests on its next attempt)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ import asyncpg
 
 from shared.db import Executor
 
+INSERT = """
+INSERT INTO log_requests (counter, request_id, task_id, source) VALUES ($1, $2, $3, $4)
+ON CONFLICT (counter, request_id) DO NOTHING
+"""
+RELEASE = """
+UPDATE log_requests SET released_at = now() WHERE counter = $1 AND request_id = $2 AND released_at IS NULL
+"""
 KEEP = "UPDATE log_requests SET kept = true WHERE counter = $1 AND request_id = $2 AND released_at IS NULL"
 # the newest kept request of a task's source, and its age in seconds
 RESUMABLE = """
@@ -31,6 +39,14 @@ WHERE r.released_at IS NULL
   AND NOT (r.kept AND t.status = 'pending')
 LIMIT $1
 """
+
+
+async def add(db: Executor, counter: int, request_id: str, task_id: uuid.UUID, source: str) -> None:
+    await db.execute(INSERT, counter, request_id, task_id, source)
+
+
+async def release(db: Executor, counter: int, request_id: str) -> None:
+    await db.execute(RELEASE, counter, request_id)
 
 
 async def keep(db: Executor, counter: int, request_id: str) -> None:

@@ -269,25 +269,8 @@ GROUP BY task_id
 """
 SUMMARY_OF_MANY = SUMMARY.replace("WHERE task_id = $1", "WHERE task_id = ANY($1::uuid[])")
 
-INSERT_LOG_REQUEST = """
-INSERT INTO log_requests (counter, request_id, task_id, source) VALUES ($1, $2, $3, $4)
-ON CONFLICT (counter, request_id) DO NOTHING
-"""
-RELEASE_LOG_REQUEST = """
-UPDATE log_requests SET released_at = now() WHERE counter = $1 AND request_id = $2 AND released_at IS NULL
-"""
-UNRELEASED_LOG_REQUESTS = """
-SELECT counter, request_id, source FROM log_requests
-WHERE task_id = $1 AND released_at IS NULL
-ORDER BY created_at
-"""
-# tasks with log requests left behind by a run that is over (or whose scorer died)
-TASKS_WITH_LEFTOVERS = """
-SELECT DISTINCT r.task_id FROM log_requests r JOIN tasks t ON t.id = r.task_id
-WHERE r.released_at IS NULL
-  AND (t.status <> 'running' OR coalesce(t.lease_until, t.updated_at) < now())
-LIMIT $1
-"""  # of these tasks, the ones a live scorer holds (running under a lease still valid)
+# of the tasks with log requests left behind (shared.db.log_requests), the ones a live scorer holds
+# (running under a lease still valid)
 LEASED = """
 SELECT id FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'running' AND lease_until >= now()
 """
@@ -438,24 +421,6 @@ async def lock_due(conn: asyncpg.Connection, stale_after_s: float, limit: int) -
 
 async def requeue(conn: asyncpg.Connection, task_id: uuid.UUID, guard_s: float, message: str) -> None:
     await conn.execute(REQUEUE, task_id, guard_s, message)
-
-
-async def add_log_request(
-    db: Executor, counter: int, request_id: str, task_id: uuid.UUID, source: str
-) -> None:
-    await db.execute(INSERT_LOG_REQUEST, counter, request_id, task_id, source)
-
-
-async def release_log_request(db: Executor, counter: int, request_id: str) -> None:
-    await db.execute(RELEASE_LOG_REQUEST, counter, request_id)
-
-
-async def unreleased_log_requests(db: Executor, task_id: uuid.UUID) -> list[asyncpg.Record]:
-    return list(await db.fetch(UNRELEASED_LOG_REQUESTS, task_id))
-
-
-async def tasks_with_leftovers(db: Executor, limit: int = 100) -> list[uuid.UUID]:
-    return [row["task_id"] for row in await db.fetch(TASKS_WITH_LEFTOVERS, limit)]
 
 
 async def leased(db: Executor, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

@@ -20,7 +20,7 @@ from scorer.logs_api import LogsApiClient
 from scorer.main import main as scorer_main
 from shared import db
 from shared.crypto import TokenCipher
-from shared.db import locks, tasks
+from shared.db import locks, log_requests, tasks
 from shared.settings import Settings
 from tests.conftest import override, wait_for
 from tests.test_scoring_flow import COUNTER, DAY, _all_results, _score_directly
@@ -192,7 +192,7 @@ async def test_dead_scorers_task_is_finished_by_another_and_its_leftovers_cleane
     base_url = str(sandbox.make_url("")).rstrip("/")
     client = LogsApiClient(http, override(fast, metrika_api_url=base_url), TOKEN, COUNTER)
     orphan = str((await client.create(DAY, "visits", list(VISIT_FIELDS)))["request_id"])
-    await tasks.add_log_request(pool, COUNTER, orphan, task_id, "visits")
+    await log_requests.add(pool, COUNTER, orphan, task_id, "visits")
     parts = Path(fast.work_dir) / str(task_id)
     parts.mkdir(parents=True)
     (parts / "visits_0.tsv").write_text("left by the dead scorer")
@@ -215,7 +215,7 @@ async def test_sweeper_cleans_leftovers_of_a_failed_task(fast, pool, run_service
     base_url = str(sandbox.make_url("")).rstrip("/")
     client = LogsApiClient(http, override(fast, metrika_api_url=base_url), TOKEN, COUNTER)
     orphan = str((await client.create(DAY, "hits", ["ym:pv:watchID"]))["request_id"])
-    await tasks.add_log_request(pool, COUNTER, orphan, task_id, "hits")
+    await log_requests.add(pool, COUNTER, orphan, task_id, "hits")
     await tasks.fail(pool, task_id, "failed for the test")
     parts = Path(fast.work_dir) / str(task_id)
     parts.mkdir(parents=True)
